@@ -1,0 +1,161 @@
+// The mpc command line.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { compileModel, writeCompiled } from '../compile/compile.js';
+import type { CompileOptions } from '../compile/options.js';
+import { DEFAULT_BATCH, passCtx } from '../compile/options.js';
+import { parseOverride, POLICY_PRESETS, type ClassOverride } from '../ir/policy.js';
+import { printGraph } from '../ir/print.js';
+import { importOnnxFile, InputError } from '../onnx/import.js';
+import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE } from '../passes/pipeline.js';
+import { reportError } from './errors.js';
+import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
+
+interface CompileCliOpts {
+  policy: string;
+  loss: 'cross_entropy' | 'mse' | 'none';
+  batch: number;
+  dim: Record<string, number>;
+  class: ClassOverride[];
+  optimizer: 'sgd' | 'adam' | 'adamw';
+  lr?: number;
+  momentum?: number;
+  weightDecay?: number;
+  lossScale?: string;
+  growthInterval?: number;
+  f16Storage: 'native' | 'packed';
+}
+
+function addCompileOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--policy <name>', 'precision policy').choices(Object.keys(POLICY_PRESETS)).default('fp32'))
+    .addOption(new Option('--loss <kind>', 'training loss on the first output').choices(['cross_entropy', 'mse', 'none']).default('cross_entropy'))
+    .option('--batch <n>', 'batch size (binds the dynamic batch dimension)', positiveInt, DEFAULT_BATCH)
+    .option('--dim <name=n>', 'value of another symbolic dimension (repeatable)', (v: string, acc: Record<string, number>) => {
+      const [k, n] = v.split('=');
+      if (!k || !n || !(Number(n) > 0)) throw new InvalidArgumentError('expected NAME=N');
+      return { ...acc, [k]: Number(n) };
+    }, {})
+    .option('--class <op=class>', 'move an op type (Softmax=allow) or nodes (node:GLOB=deny) to another precision class (repeatable)', (v: string, acc: ClassOverride[]) => {
+      try {
+        return [...acc, parseOverride(v)];
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    }, [])
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'adam', 'adamw']).default('adam'))
+    .option('--lr <x>', 'learning rate (default: sgd 0.05, adam/adamw 1e-3)', positiveFloat)
+    .option('--momentum <x>', 'SGD momentum (default 0.9)', Number)
+    .option('--weight-decay <x>', 'weight decay (default 0; adamw 0.01)', Number)
+    .option('--loss-scale <mode>', 'dynamic | static:N | none (default: dynamic for fp16, none otherwise)')
+    .option('--growth-interval <n>', 'finite steps before the dynamic loss scale doubles (default 2000)', positiveInt)
+    .addOption(new Option('--f16-storage <mode>', 'store f16 as WGSL f16 (needs shader-f16) or packed in u32').choices(['native', 'packed']).default('native'));
+}
+
+function compileOptions(o: CompileCliOpts): CompileOptions {
+  return {
+    policy: o.policy,
+    overrides: o.class,
+    batch: o.batch,
+    dims: o.dim,
+    loss: o.loss,
+    optimizer: { kind: o.optimizer, lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay },
+    lossScale: o.lossScale,
+    growthInterval: o.growthInterval,
+    target: { f16: o.f16Storage === 'native' },
+  };
+}
+
+function kib(n: number): string {
+  return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(2)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+/** Wraps an action: one line and exit code 2 for bad input, never a stack trace. */
+function run<A extends unknown[]>(fn: (...a: A) => Promise<void> | void): (...a: A) => Promise<void> {
+  return async (...a: A) => {
+    try {
+      await fn(...a);
+    } catch (e) {
+      process.exitCode = reportError(e);
+    }
+  };
+}
+
+// User-facing errors from options (unknown policy...) are input errors.
+function asInput<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw e instanceof InputError ? e : new InputError((e as Error).message);
+  }
+}
+
+export function buildCli(): Command {
+  const program = new Command('mpc')
+    .description('Mixed-precision training compiler: ONNX model + precision policy -> WGSL kernels and a WebGPU training program')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .configureOutput({ outputError: (s, write) => write(`mpc: ${s.replace(/^error: /, '')}`) })
+    .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2));
+
+  addCompileOptions(
+    program
+      .command('compile')
+      .description('lower a model and write kernels/, program.json, manifest.json, init.safetensors and train.mjs')
+      .argument('<model.onnx>', 'ONNX model')
+      .requiredOption('-o, --out <dir>', 'output folder (created; replaced if it holds an earlier mpc output)'),
+  )
+    .option('--quiet', 'print nothing on success')
+    .action(
+      run((model: string, o: CompileCliOpts & { out: string; quiet?: boolean }) => {
+        const t0 = performance.now();
+        const opts = compileOptions(o);
+        asInput(() => passCtx(opts));
+        const c = compileModel(model, opts);
+        writeCompiled(o.out, c);
+        if (o.quiet) return;
+        const m = c.manifest.memory;
+        const casts = c.manifest.casts.filter((x) => x.graph === 'train').length;
+        const lines = [
+          `compiled ${model} with policy ${c.program.policy} (batch ${c.program.batch}, ${c.program.optimizer.kind}, loss scale ${c.program.lossScale.kind}) in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
+          `  ${c.program.kernels.length} kernel dispatches (${c.code.files.size} distinct kernels), ${c.program.buffers.length} buffers, ${casts} casts in the training step`,
+          `  device memory: ${Object.entries(m.byRole).map(([r, b]) => `${r} ${kib(b)}`).join(', ')}`,
+          `  GEMM operands: ${kib(m.gemmOperands.bytes)} (${((100 * m.gemmOperands.bytes) / m.gemmOperands.f32Bytes).toFixed(0)}% of fp32)`,
+          `  -> ${o.out}`,
+        ];
+        process.stdout.write(lines.join('\n') + '\n');
+      }),
+    );
+
+  addCompileOptions(
+    program
+      .command('inspect')
+      .description('print the lowered IR after a pass (default: after the last one)')
+      .argument('[model.onnx]', 'ONNX model')
+      .option('--after <pass>', 'stop after this pass')
+      .addOption(new Option('--graph <which>', 'the training step or the inference graph').choices(['train', 'eval']).default('train'))
+      .option('--list-passes', 'list the passes in order and exit'),
+  ).action(
+    run((model: string | undefined, o: CompileCliOpts & { after?: string; graph: 'train' | 'eval'; listPasses?: boolean }) => {
+      const passes = o.graph === 'eval' ? EVAL_PIPELINE : TRAIN_PIPELINE;
+      if (o.listPasses) {
+        process.stdout.write(passes.map((p) => `${p.name.padEnd(18)} ${p.doc}`).join('\n') + '\n');
+        return;
+      }
+      if (!model) throw new InputError('inspect needs a model (or --list-passes)');
+      if (o.after && !passes.some((p) => p.name === o.after))
+        throw new InputError(`unknown pass '${o.after}' for the ${o.graph} graph (passes: ${passes.map((p) => p.name).join(', ')})`);
+      const ctx = asInput(() => passCtx(compileOptions(o)));
+      const g = runPipeline(importOnnxFile(model), ctx, passes, { after: o.after });
+      process.stdout.write(`# ${o.graph} graph after ${o.after ?? passes[passes.length - 1].name}, policy ${ctx.policy.name}\n${printGraph(g)}`);
+    }),
+  );
+
+  addTrainOptions(program.command('train').description('run a compiled training program').argument('<dir>', 'output folder of mpc compile')).action(
+    run((dir: string, o: TrainCliOpts) => trainAction(dir, o)),
+  );
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildCli().parseAsync(argv);
+}

@@ -1,0 +1,60 @@
+// The `train` options and action, shared by `mpc train` and the generated train.mjs.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { train } from '../runtime/train.js';
+import { createProgress } from './progress.js';
+
+export function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function positiveFloat(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+export function addTrainOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--data <spec>', 'training data: fashion-mnist, idx:IMAGES,LABELS or npy:X,Y')
+    .option('--test-data <spec>', 'test data (same forms); default: the data set\'s test split, or the last sixth of --data')
+    .option('--epochs <n>', 'passes over the training data', positiveInt, 1)
+    .option('--steps <n>', 'stop after this many steps', positiveInt)
+    .option('--lr <x>', 'learning rate (default: the one compiled in)', positiveFloat)
+    .addOption(new Option('--backend <name>', 'where to run').choices(['webgpu', 'cpu']).default('webgpu'))
+    .option('--seed <n>', 'shuffling seed', (v) => Number.parseInt(v, 10), 0)
+    .option('--save <file>', 'trained weights (safetensors keyed by ONNX initializer name); default <dir>/trained.safetensors')
+    .option('--log-every <n>', 'read the loss back every N steps', positiveInt, 10)
+    .option('--json', 'print a JSON summary as the last line of stdout')
+    .option('--quiet', 'no progress display');
+}
+
+export interface TrainCliOpts {
+  data: string;
+  testData?: string;
+  epochs: number;
+  steps?: number;
+  lr?: number;
+  backend: 'webgpu' | 'cpu';
+  seed: number;
+  save?: string;
+  logEvery: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
+  const progress = createProgress({ quiet: o.quiet });
+  const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery }, progress);
+  const lines = [
+    `policy ${s.policy} on ${s.backend} (${s.adapter}): ${s.steps} steps in ${s.seconds} s (${s.steps_per_second} step/s)`,
+    `train loss ${s.train_loss.toFixed(4)}  test accuracy ${(s.test_accuracy * 100).toFixed(2)}% (${s.test_samples} samples)` +
+      (s.final_loss_scale !== null ? `  loss scale ${s.final_loss_scale}, ${s.skipped_steps} skipped steps` : ''),
+    `weights: ${s.weights}`,
+  ];
+  if (o.json) {
+    process.stderr.write(lines.join('\n') + '\n');
+    process.stdout.write(JSON.stringify(s) + '\n');
+  } else process.stdout.write(lines.join('\n') + '\n');
+}

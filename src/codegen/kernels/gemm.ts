@@ -1,0 +1,375 @@
+// The GEMM kernel: out = alpha · op(A) · op(B) + beta · C, batched, for any float storage
+// format of A, B, C and out. Products are accumulated in f32 whatever the operand formats
+// (the design: a low-precision GEMM accumulates in f32); the result is rounded once, to
+// the output format, with round-to-nearest-even by the storage helpers.
+//
+// Three variants, all register-blocked and free of shared memory and barriers (on lavapipe
+// every barrier is a coroutine switch on a CPU, and shared-memory tiling loses to plain
+// register blocking):
+//
+// - 'subgroup' (the fast path, needs a fixed subgroup size S): a workgroup is one subgroup
+//   and computes a TM × (S·TN) tile. Per block of S steps of k, each lane loads *one*
+//   A value per row (A[m, k0 + lane]) and the lanes hand them to each other with
+//   subgroupBroadcast. On lavapipe a lane is a SIMD slot and every memory load with a
+//   per-lane address is a gather, so trading S-1 of every S A-gathers for in-register
+//   broadcasts is what pays.
+// - 'blocked': 8×8 invocations, each computing a TM×TN block, loading its operands itself.
+// - 'naive': one invocation per output word, a plain dot product per element. It is the
+//   fallback for packed outputs whose rows do not start on a word boundary (N not a
+//   multiple of the values per word), where no blocked tiling can give every invocation
+//   whole words.
+//
+// In the blocked variants an invocation owns TN *adjacent* columns, TN a multiple of the
+// output's values per word, so a packed output is always written a whole word at a time by
+// its one owner. Out-of-range rows and columns are clamped for loading (every load stays in
+// bounds, no branch in the inner loop) and skipped when storing.
+import type { DType } from '../../ir/dtypes.js';
+import { isFloat } from '../../ir/dtypes.js';
+import { sizeOf } from '../../ir/tensor.js';
+import { MAX_WORKGROUPS_PER_DIM, type Kernel, type Target } from '../kernel.js';
+import { KernelWriter, f32Lit, mapKernel } from '../storage.js';
+
+/** What the GEMM emitter needs to know of the target beyond `Target`. */
+export interface GemmTarget extends Target {
+  /**
+   * The device's subgroup size when it is fixed (adapter subgroupMinSize == subgroupMaxSize)
+   * and the `subgroups` feature is enabled; selects the subgroup variant.
+   */
+  subgroupSize?: number;
+}
+
+export interface GemmOperand {
+  buffer: string;
+  dtype: DType;
+  /**
+   * Elements between consecutive batch matrices. A number applies to the flat batch index;
+   * an array gives one stride per dimension of `batch` (given as an array), 0 = broadcast.
+   * Default: the operand is contiguous (A: M·K, B: K·N per matrix).
+   */
+  batchStride?: number | readonly number[];
+}
+
+/** The addend C, broadcast to [M, N] by its strides (Gemm's bias [N]: rowStride 0, colStride 1). */
+export interface GemmAddend extends GemmOperand {
+  rowStride: number;
+  colStride: number;
+  /** As for A and B, but the default is 0: one C for every batch. */
+  batchStride?: number | readonly number[];
+}
+
+export type GemmVariant = 'subgroup' | 'blocked' | 'naive';
+
+export interface GemmOptions {
+  name: string;
+  M: number;
+  N: number;
+  K: number;
+  /** Batch count, or batch dimensions (for per-dimension broadcast strides). Default 1. */
+  batch?: number | readonly number[];
+  /** A is stored [K, M] (else [M, K]). */
+  transA?: boolean;
+  /** B is stored [N, K] (else [K, N]). */
+  transB?: boolean;
+  alpha?: number;
+  beta?: number;
+  a: GemmOperand;
+  b: GemmOperand;
+  c?: GemmAddend;
+  /** The output is contiguous: [batch..., M, N]. */
+  out: { buffer: string; dtype: DType };
+  target: GemmTarget;
+  /** Force a variant (tests, benchmarks); default: the fastest one that applies. */
+  variant?: GemmVariant;
+}
+
+/** Tile shapes. TN is raised to the output's values per word where that is larger. */
+const SUBGROUP_TILE = { TM: 8, TN: 2 };
+const SUBGROUP_TILE_FP8_OUT = { TM: 4, TN: 4 };
+const BLOCKED_TILE = { TM: 4, TN: 4, WX: 8, WY: 8, unroll: 4 };
+const SUBGROUP_SIZES = [4, 8, 16, 32, 64];
+
+export function emitGemm(o: GemmOptions): Kernel {
+  validate(o);
+  const w = new KernelWriter(o.name, o.target);
+  // Binding order: A, B, C, out (the writer merges a buffer bound twice, e.g. X·Xᵀ).
+  const g: Gen = {
+    o,
+    w,
+    A: w.bind(o.a.buffer, o.a.dtype, 'read'),
+    B: w.bind(o.b.buffer, o.b.dtype, 'read'),
+    C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
+    out: w.bind(o.out.buffer, o.out.dtype, 'read_write'),
+    batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
+  };
+  const perWord = w.layout(g.out).perWord;
+  const variant = o.variant ?? chooseVariant(o, perWord);
+  if (variant !== 'naive' && o.N % perWord !== 0)
+    throw new Error(`gemm '${o.name}': the ${variant} variant needs N (${o.N}) to be a multiple of ${perWord} for a packed ${o.out.dtype} output`);
+  if (variant === 'subgroup') return subgroupKernel(g, perWord);
+  if (variant === 'blocked') return blockedKernel(g, perWord);
+  return naiveKernel(g);
+}
+
+/** The variant `emitGemm` picks when none is forced. */
+export function chooseVariant(o: Pick<GemmOptions, 'N' | 'target'>, outPerWord: number): GemmVariant {
+  if (o.N % outPerWord !== 0) return 'naive';
+  const s = o.target.subgroupSize;
+  if (s !== undefined && SUBGROUP_SIZES.includes(s)) return 'subgroup';
+  return 'blocked';
+}
+
+function validate(o: GemmOptions): void {
+  const where = `gemm '${o.name}'`;
+  for (const [k, v] of Object.entries({ M: o.M, N: o.N, K: o.K }))
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${where}: ${k} must be a positive integer, got ${v}`);
+  for (const [k, op] of Object.entries({ a: o.a, b: o.b, c: o.c, out: o.out }))
+    if (op && !isFloat(op.dtype)) throw new Error(`${where}: operand ${k} has non-float dtype ${op.dtype}`);
+  const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
+  if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`${where}: bad batch [${dims}]`);
+  if (sizeOf(dims) > MAX_WORKGROUPS_PER_DIM) throw new Error(`${where}: batch ${sizeOf(dims)} exceeds ${MAX_WORKGROUPS_PER_DIM}`);
+  for (const [k, op] of Object.entries({ a: o.a, b: o.b, c: o.c })) {
+    const s = op?.batchStride;
+    if (Array.isArray(s) && s.length !== dims.length)
+      throw new Error(`${where}: operand ${k} has ${s.length} batch strides for ${dims.length} batch dims`);
+  }
+  if (o.variant === 'subgroup' && !SUBGROUP_SIZES.includes(o.target.subgroupSize ?? 0))
+    throw new Error(`${where}: the subgroup variant needs a fixed subgroup size in {${SUBGROUP_SIZES}} (target has ${o.target.subgroupSize})`);
+}
+
+/** Everything the three variants share. */
+interface Gen {
+  o: GemmOptions;
+  w: KernelWriter;
+  A: string;
+  B: string;
+  C: string | undefined;
+  out: string;
+  batchDims: number[];
+}
+
+function u(n: number): string {
+  return `${n}u`;
+}
+
+/** `x * stride` as a WGSL term, folded for strides 0 and 1. */
+function scaled(x: string, stride: number): string {
+  if (stride === 0) return '0u';
+  return stride === 1 ? x : `${x} * ${u(stride)}`;
+}
+
+function sum(terms: string[]): string {
+  const t = terms.filter((x) => x !== '0u');
+  return t.length ? t.join(' + ') : '0u';
+}
+
+/** Element offset of batch matrix `bz` (a u32 expression) of an operand. */
+function batchOffset(g: Gen, stride: number | readonly number[] | undefined, contiguous: number, bz: string): string {
+  const dims = g.batchDims;
+  if (sizeOf(dims) === 1) return '0u';
+  if (stride === undefined) return scaled(bz, contiguous);
+  if (typeof stride === 'number') return scaled(bz, stride);
+  const terms: string[] = [];
+  let inner = 1;
+  for (let d = dims.length - 1; d >= 0; d--) {
+    if (stride[d] !== 0 && dims[d] !== 1) {
+      const q = inner === 1 ? bz : `(${bz} / ${u(inner)})`;
+      const coord = d === 0 ? q : `(${q} % ${u(dims[d])})`;
+      terms.push(scaled(coord, stride[d]));
+    }
+    inner *= dims[d];
+  }
+  return sum(terms);
+}
+
+/** `let` lines for the batch offsets of A, B, C and out, for batch index `bz`. */
+function offsetLets(g: Gen, bz: string): string[] {
+  const { o } = g;
+  const lines = [
+    `let offA = ${batchOffset(g, o.a.batchStride, o.M * o.K, bz)};`,
+    `let offB = ${batchOffset(g, o.b.batchStride, o.K * o.N, bz)};`,
+    `let offOut = ${scaled(bz, sizeOf(g.batchDims) === 1 ? 0 : o.M * o.N)};`,
+  ];
+  if (g.C) lines.push(`let offC = ${batchOffset(g, o.c!.batchStride ?? 0, 0, bz)};`);
+  return lines;
+}
+
+/** f32 expression of op(A)[row, k]; `row` and `k` are u32 expressions. */
+function loadA(g: Gen, row: string, k: string): string {
+  const { M, K } = g.o;
+  return g.w.load(g.A, g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`);
+}
+
+/** f32 expression of op(B)[k, col]. */
+function loadB(g: Gen, k: string, col: string): string {
+  const { N, K } = g.o;
+  return g.w.load(g.B, g.o.transB ? `offB + ${scaled(col, K)} + ${k}` : `offB + ${scaled(k, N)} + ${col}`);
+}
+
+/** f32 expression of the final value at [m, n] from the f32 accumulator `acc`. */
+function finalValue(g: Gen, acc: string, m: string, n: string): string {
+  const alpha = g.o.alpha ?? 1;
+  const beta = g.o.beta ?? 1;
+  let v = alpha === 1 ? acc : `${f32Lit(alpha)} * ${acc}`;
+  if (g.C) {
+    const c = g.o.c!;
+    const cv = g.w.load(g.C, sum(['offC', scaled(m, c.rowStride), scaled(n, c.colStride)]));
+    v = `${v} + ${beta === 1 ? cv : `${f32Lit(beta)} * ${cv}`}`;
+  }
+  return v;
+}
+
+/**
+ * Clamped row/column indices and zeroed accumulators of a TM×TN block whose first row is
+ * `m0` and first column `n0` (u32 lets already in scope).
+ */
+function blockPrologue(g: Gen, TM: number, TN: number): string[] {
+  const { M, N } = g.o;
+  const lines: string[] = [];
+  for (let i = 0; i < TM; i++) lines.push(`let row${i} = min(m0 + ${u(i)}, ${u(M - 1)});`);
+  for (let j = 0; j < TN; j++) lines.push(`let col${j} = min(n0 + ${u(j)}, ${u(N - 1)});`);
+  for (let i = 0; i < TM; i++) lines.push(Array.from({ length: TN }, (_, j) => `var acc${i}_${j} = 0.0;`).join(' '));
+  return lines;
+}
+
+/** Stores of a TM×TN block (rows m0.., columns n0..), whole words for packed outputs. */
+function blockEpilogue(g: Gen, TM: number, TN: number, perWord: number): string[] {
+  const { M, N } = g.o;
+  const lines: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    const m = `(m0 + ${u(i)})`;
+    lines.push(`if (${m} < ${u(M)}) {`);
+    for (let q = 0; q < TN; q += perWord) {
+      const vals = Array.from({ length: perWord }, (_, e) => finalValue(g, `acc${i}_${q + e}`, m, `(n0 + ${u(q + e)})`));
+      const idx = `offOut + ${scaled(m, N)} + n0 + ${u(q)}`;
+      const store = perWord === 1 ? g.w.store(g.out, idx, vals[0]) : g.w.storeWord(g.out, `(${idx}) / ${u(perWord)}`, vals);
+      lines.push(`  if (n0 + ${u(q)} < ${u(N)}) { ${store} }`);
+    }
+    lines.push('}');
+  }
+  return lines;
+}
+
+function checkDispatch(g: Gen, dispatch: [number, number, number]): [number, number, number] {
+  if (dispatch.some((d) => d > MAX_WORKGROUPS_PER_DIM))
+    throw new Error(`gemm '${g.o.name}': dispatch [${dispatch}] exceeds ${MAX_WORKGROUPS_PER_DIM} workgroups per dimension`);
+  return dispatch;
+}
+
+function subgroupKernel(g: Gen, perWord: number): Kernel {
+  const { M, N, K } = g.o;
+  const S = g.o.target.subgroupSize!;
+  const tile = perWord === 4 ? SUBGROUP_TILE_FP8_OUT : SUBGROUP_TILE;
+  const TM = tile.TM;
+  const TN = Math.max(tile.TN, perWord);
+  const fullK = K - (K % S);
+
+  // One block of `steps` k-steps starting at k0: lane l holds A[row_i, k0 + l] in a_i.
+  const block = (steps: number, ka: string): string[] => {
+    const lines: string[] = [];
+    for (let i = 0; i < TM; i++) lines.push(`let a${i} = ${loadA(g, `row${i}`, ka)};`);
+    for (let s = 0; s < steps; s++) {
+      for (let j = 0; j < TN; j++) lines.push(`let b${s}_${j} = ${loadB(g, `k0 + ${u(s)}`, `col${j}`)};`);
+      for (let i = 0; i < TM; i++) {
+        const av = `subgroupBroadcast(a${i}, ${u(s)})`;
+        if (TN === 1) lines.push(`acc${i}_0 = fma(${av}, b${s}_0, acc${i}_0);`);
+        else {
+          lines.push(`{ let x = ${av};`);
+          for (let j = 0; j < TN; j++) lines.push(`  acc${i}_${j} = fma(x, b${s}_${j}, acc${i}_${j});`);
+          lines.push('}');
+        }
+      }
+    }
+    return lines;
+  };
+  const indent = (ls: string[]) => ls.map((l) => `  ${l}`);
+
+  const body = [
+    `let lane = sg_lane;`,
+    `let bz = gid.z;`,
+    `let m0 = gid.y * ${u(TM)};`,
+    `let n0 = (gid.x / ${u(S)}) * ${u(S * TN)} + lane * ${u(TN)};`,
+    ...offsetLets(g, 'bz'),
+    ...blockPrologue(g, TM, TN),
+  ];
+  if (fullK > 0) body.push(`for (var k0 = 0u; k0 < ${u(fullK)}; k0 = k0 + ${u(S)}) {`, ...indent(block(S, 'k0 + lane')), '}');
+  if (K % S !== 0) {
+    // The last K % S steps: lanes past K load a clamped (unused) value.
+    body.push('{', `  let k0 = ${u(fullK)};`, ...indent(block(K % S, `min(k0 + lane, ${u(K - 1)})`)), '}');
+  }
+  body.push(...blockEpilogue(g, TM, TN, perWord));
+
+  const kernel = g.w.finish({
+    body: body.join('\n'),
+    workgroupSize: [S, 1, 1],
+    dispatch: checkDispatch(g, [Math.ceil(N / (S * TN)), Math.ceil(M / TM), sizeOf(g.batchDims)]),
+  });
+  return withSubgroupLane(kernel);
+}
+
+function blockedKernel(g: Gen, perWord: number): Kernel {
+  const { M, N, K } = g.o;
+  const { TM, WX, WY, unroll } = BLOCKED_TILE;
+  const TN = Math.max(BLOCKED_TILE.TN, perWord);
+  const fullK = K - (K % unroll);
+
+  const step = (k: string): string[] => {
+    const lines: string[] = [];
+    for (let i = 0; i < TM; i++) lines.push(`let a${i} = ${loadA(g, `row${i}`, k)};`);
+    for (let j = 0; j < TN; j++) lines.push(`let b${j} = ${loadB(g, k, `col${j}`)};`);
+    for (let i = 0; i < TM; i++)
+      lines.push(Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' '));
+    return lines;
+  };
+  const scope = (k: string) => ['{', ...step(k).map((l) => `  ${l}`), '}'];
+
+  const body = [
+    `let bz = gid.z;`,
+    `let m0 = gid.y * ${u(TM)};`,
+    `let n0 = gid.x * ${u(TN)};`,
+    ...offsetLets(g, 'bz'),
+    ...blockPrologue(g, TM, TN),
+  ];
+  if (fullK > 0) {
+    body.push(`for (var k = 0u; k < ${u(fullK)}; k = k + ${u(unroll)}) {`);
+    for (let s = 0; s < unroll; s++) body.push(...scope(`k + ${u(s)}`).map((l) => `  ${l}`));
+    body.push('}');
+  }
+  for (let k = fullK; k < K; k++) body.push(...scope(u(k)));
+  body.push(...blockEpilogue(g, TM, TN, perWord));
+
+  return g.w.finish({
+    body: body.join('\n'),
+    workgroupSize: [WX, WY, 1],
+    dispatch: checkDispatch(g, [Math.ceil(N / (WX * TN)), Math.ceil(M / (WY * TM)), sizeOf(g.batchDims)]),
+  });
+}
+
+function naiveKernel(g: Gen): Kernel {
+  const { M, N, K } = g.o;
+  const MN = M * N;
+  const compute = [
+    `let bz = i / ${u(MN)};`,
+    `let m = (i % ${u(MN)}) / ${u(N)};`,
+    `let n = i % ${u(N)};`,
+    ...offsetLets(g, 'bz'),
+    `var acc = 0.0;`,
+    `for (var k = 0u; k < ${u(K)}; k = k + 1u) {`,
+    `  acc = fma(${loadA(g, 'm', 'k')}, ${loadB(g, 'k', 'n')}, acc);`,
+    `}`,
+    `return ${finalValue(g, 'acc', 'm', 'n')};`,
+  ];
+  return mapKernel(g.w, { out: g.o.out.buffer, outDtype: g.o.out.dtype, count: sizeOf(g.batchDims) * MN, compute: compute.join('\n') });
+}
+
+// ---------------------------------------------------------------------------------------
+// Not (yet) in codegen/storage.ts: KernelWriter.finish emits a fixed entry point with
+// `gid` and `lid` only. The subgroup variant also needs `enable subgroups;` and the lane
+// index, which this adds to the finished module.
+const ENTRY_SIGNATURE =
+  'fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {';
+
+function withSubgroupLane(k: Kernel): Kernel {
+  if (!k.wgsl.includes(ENTRY_SIGNATURE)) throw new Error(`gemm '${k.name}': unexpected entry point signature from KernelWriter`);
+  const entry = ENTRY_SIGNATURE.replace(') {', ', @builtin(subgroup_invocation_id) sg_lane: u32) {');
+  return { ...k, wgsl: `enable subgroups;\n${k.wgsl.replace(ENTRY_SIGNATURE, entry)}` };
+}

@@ -1,0 +1,191 @@
+// Codegen: lowered IR (a training step graph and an inference graph) → WGSL kernels, the
+// buffer list and the dispatch schedules (program.json).
+//
+// Buffers: one per value, except that views (Reshape, Flatten...) and in-place updates
+// (optimizer, loss scaler) share their input's buffer. The two graphs never run at the same
+// time, so a value with the same name, dtype and shape in both uses one buffer.
+import { isFloat, type DType } from '../ir/dtypes.js';
+import { staticShape, type Graph, type Node, type ValueRole } from '../ir/graph.js';
+import { sizeOf } from '../ir/tensor.js';
+import { opRow } from '../ops/table.js';
+import type { EmitCtx } from '../ops/types.js';
+import { dispatch1d, type Kernel, type Target } from './kernel.js';
+import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
+
+export interface ProgramBuffer {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  layout: Pick<Layout, 'elem' | 'perWord'>;
+  bytes: number;
+  role: ValueRole;
+}
+
+export interface ProgramKernel {
+  name: string;
+  /** File under kernels/ holding the WGSL (identical kernels share a file). */
+  file: string;
+  workgroupSize: [number, number, number];
+  dispatch: [number, number, number];
+  /** Buffer index and access of each binding, in binding order. */
+  bindings: { buffer: number; access: 'read' | 'read_write' }[];
+  /** The IR node it implements (for profiles and error messages). */
+  node: string;
+}
+
+export interface Schedule {
+  kernels: number[];
+  /** Graph input name → buffer index. */
+  inputs: Record<string, number>;
+  /** Graph output name → buffer index. */
+  outputs: Record<string, number>;
+}
+
+export interface CodegenResult {
+  buffers: ProgramBuffer[];
+  kernels: ProgramKernel[];
+  /** file name → WGSL text */
+  files: Map<string, string>;
+  schedules: Record<string, Schedule>;
+  /** value name → buffer index, for every value of every graph */
+  bufferOf: Record<string, Record<string, number>>;
+}
+
+class UnionFind {
+  private parent = new Map<string, string>();
+  find(x: string): string {
+    let p = this.parent.get(x) ?? x;
+    if (p !== x) {
+      p = this.find(p);
+      this.parent.set(x, p);
+    }
+    return p;
+  }
+  union(child: string, root: string): void {
+    this.parent.set(this.find(child), this.find(root));
+  }
+}
+
+/** Which values share a buffer within one graph; checks in-place updates are safe. */
+function aliasClasses(g: Graph): UnionFind {
+  const uf = new UnionFind();
+  g.nodes.forEach((n, idx) => {
+    const alias = opRow(n.op).alias;
+    if (!alias) return;
+    for (const [o, i] of alias.pairs) {
+      if (!n.outputs[o] || !n.inputs[i]) continue;
+      if (!alias.view) {
+        // In place: nobody may read the old contents after this node.
+        const late = g.nodes.slice(idx + 1).find((m) => m.inputs.includes(n.inputs[i]));
+        if (late) throw new Error(`in-place update '${n.name}' overwrites '${n.inputs[i]}', which '${late.name}' still reads`);
+      }
+      uf.union(n.outputs[o], n.inputs[i]);
+    }
+  });
+  return uf;
+}
+
+export function generate(graphs: Record<string, Graph>, target: Target): CodegenResult {
+  const buffers: ProgramBuffer[] = [];
+  const byKey = new Map<string, number>(); // `${root}|${dtype}|${shape}` -> buffer
+  const bufferOf: Record<string, Record<string, number>> = {};
+
+  for (const [gname, g] of Object.entries(graphs)) {
+    const uf = aliasClasses(g);
+    const map: Record<string, number> = {};
+    // Roots first, so that a view gets its root's buffer.
+    for (const v of g.values.values()) {
+      const root = uf.find(v.name);
+      const rv = g.values.get(root)!;
+      const shape = staticShape(rv);
+      const key = `${root}|${rv.dtype}|${shape.join('x')}`;
+      let b = byKey.get(key);
+      if (b === undefined) {
+        const layout = layoutOf(rv.dtype, target);
+        b = buffers.length;
+        buffers.push({ name: root, dtype: rv.dtype, shape, layout: { elem: layout.elem, perWord: layout.perWord }, bytes: bufferBytes(layout, sizeOf(shape)), role: rv.role });
+        byKey.set(key, b);
+      }
+      map[v.name] = b;
+    }
+    bufferOf[gname] = map;
+  }
+
+  const kernels: ProgramKernel[] = [];
+  const files = new Map<string, string>();
+  const fileOf = new Map<string, string>(); // wgsl -> file
+  const schedules: Record<string, Schedule> = {};
+  const add = (k: Kernel, g: Graph, map: Record<string, number>, node: string): number => {
+    let file = fileOf.get(k.wgsl);
+    if (!file) {
+      file = `${String(files.size).padStart(3, '0')}_${k.name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 60)}.wgsl`;
+      files.set(file, k.wgsl);
+      fileOf.set(k.wgsl, file);
+    }
+    const bindings = k.bindings.map((b) => {
+      const idx = map[b.name];
+      if (idx === undefined) throw new Error(`kernel ${k.name} binds unknown value '${b.name}'`);
+      return { buffer: idx, access: b.access };
+    });
+    kernels.push({ name: k.name, file, workgroupSize: k.workgroupSize, dispatch: k.dispatch, bindings, node });
+    void g;
+    return kernels.length - 1;
+  };
+
+  for (const [gname, g] of Object.entries(graphs)) {
+    const map = bufferOf[gname];
+    const list: number[] = [];
+    const type = (v: string) => {
+      const val = g.values.get(v);
+      if (!val) throw new Error(`unknown value '${v}'`);
+      return { dtype: val.dtype, shape: staticShape(val) };
+    };
+    for (const n of g.nodes) {
+      const row = opRow(n.op);
+      if (row.alias?.view) continue; // a view: same buffer, no kernel
+      if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);
+      let count = 0;
+      const ctx: EmitCtx = {
+        target,
+        type,
+        writer: (suffix) => new KernelWriter(`${gname}.${n.name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
+      };
+      for (const k of row.wgsl(n, ctx)) list.push(add(k, g, map, n.name));
+    }
+    // State updates that did not happen in place get a copy at the end of the step.
+    for (const u of g.updates) {
+      if (map[u.state] === map[u.next]) continue;
+      list.push(add(copyKernel(u.next, u.state, g.values.get(u.state)!.dtype, sizeOf(staticShape(g.values.get(u.state)!)), target), g, map, `update ${u.state}`));
+    }
+    const io = (names: string[]) => Object.fromEntries(names.map((v) => [v, map[v]]));
+    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs) };
+  }
+  return { buffers, kernels, files, schedules, bufferOf };
+}
+
+/** Word-by-word copy between two buffers of the same layout. */
+function copyKernel(from: string, to: string, dtype: DType, count: number, target: Target): Kernel {
+  const w = new KernelWriter(`copy.${to}`, target);
+  const layout = layoutOf(dtype, target);
+  const src = w.bind(from, dtype, 'read');
+  const dst = w.bind(to, dtype, 'read_write');
+  const words = layout.elem === 'f16' ? count : Math.ceil(count / layout.perWord);
+  return w.finish({
+    body: `if (flat >= ${words}u) { return; }\n${dst}[flat] = ${src}[flat];`,
+    workgroupSize: [MAP_WORKGROUP, 1, 1],
+    dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)),
+  });
+}
+
+/** Bytes of device memory by role and dtype (for `mpc compile`'s summary). */
+export function memorySummary(buffers: ProgramBuffer[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const b of buffers) out[b.role] = (out[b.role] ?? 0) + b.bytes;
+  return out;
+}
+
+export function isFloatBuffer(b: ProgramBuffer): boolean {
+  return isFloat(b.dtype);
+}
+
+export type { Node };

@@ -1,0 +1,211 @@
+// How each dtype lives in a WGSL storage buffer, and a small builder that writes the
+// boilerplate of a kernel: bindings, element loads/stores through the right layout, and
+// only the conversion helpers the kernel actually uses.
+//
+// WGSL has f32, i32, u32 and (with `shader-f16`) f16. Every other format is stored packed
+// in u32 words and converted to f32 for arithmetic: bf16 two per word, fp8 four per word,
+// and f16 two per word when the target lacks shader-f16. Lane 0 is the low bits.
+import { info, isFloat, type DType } from '../ir/dtypes.js';
+import { emitWgslHelpers } from './wgsl-dtypes.js';
+import { dispatch1d, type Kernel, type KernelBinding, type Target } from './kernel.js';
+
+export interface Layout {
+  dtype: DType;
+  /** Element type of the WGSL array. */
+  elem: 'f32' | 'f16' | 'u32' | 'i32';
+  /** Logical elements per array element (1, or 2/4 for packed formats). */
+  perWord: 1 | 2 | 4;
+}
+
+export function layoutOf(dtype: DType, target: Target): Layout {
+  const d = info(dtype);
+  if (d.kind !== 'float') return { dtype, elem: 'i32', perWord: 1 };
+  if (d.wgsl === 'f32') return { dtype, elem: 'f32', perWord: 1 };
+  if (d.wgsl === 'f16' && target.f16) return { dtype, elem: 'f16', perWord: 1 };
+  return { dtype, elem: 'u32', perWord: (32 / d.bits) as 2 | 4 };
+}
+
+export function isPacked(l: Layout): boolean {
+  return l.perWord > 1;
+}
+
+/** Buffer size in bytes for `count` logical elements (multiple of 4, at least 4). */
+export function bufferBytes(l: Layout, count: number): number {
+  const bytes = l.perWord > 1 ? Math.ceil(count / l.perWord) * 4 : count * (l.elem === 'f16' ? 2 : 4);
+  return Math.max(4, Math.ceil(bytes / 4) * 4);
+}
+
+/** A WGSL floating-point literal that round-trips an f32 exactly. */
+export function f32Lit(x: number): string {
+  const v = Math.fround(x);
+  if (Number.isNaN(v) || !Number.isFinite(v)) throw new Error(`non-finite literal ${x}`);
+  let s = String(v);
+  if (!/[.eE]/.test(s)) s += '.0';
+  return s.includes('e') ? `f32(${s})` : s;
+}
+
+export function u32Lit(x: number): string {
+  return `${x >>> 0}u`;
+}
+
+interface Bound {
+  name: string;
+  ident: string;
+  layout: Layout;
+  access: 'read' | 'read_write';
+}
+
+export class KernelWriter {
+  private readonly bound: Bound[] = [];
+  private readonly helpers = new Set<string>();
+  private readonly extra: string[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly target: Target,
+  ) {}
+
+  /** Declares a buffer binding; returns the WGSL identifier to use in the body. */
+  bind(buffer: string, dtype: DType, access: 'read' | 'read_write'): string {
+    const prev = this.bound.find((b) => b.name === buffer);
+    if (prev) {
+      if (access === 'read_write') prev.access = 'read_write';
+      return prev.ident;
+    }
+    const ident = `b${this.bound.length}_${buffer.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 60);
+    this.bound.push({ name: buffer, ident, layout: layoutOf(dtype, this.target), access });
+    return ident;
+  }
+
+  layout(ident: string): Layout {
+    return this.get(ident).layout;
+  }
+
+  /** Requires a helper from wgsl-dtypes (e.g. `round_bf16`). */
+  use(helper: string): string {
+    this.helpers.add(helper);
+    return helper;
+  }
+
+  /** Adds free WGSL text (a helper function of this kernel) before the entry point. */
+  define(code: string): void {
+    if (!this.extra.includes(code)) this.extra.push(code);
+  }
+
+  /** Expression reading logical element `idx` (u32 expression): f32 for floats, i32 for ints. */
+  load(ident: string, idx: string): string {
+    const { layout } = this.get(ident);
+    if (layout.elem === 'f32' || layout.elem === 'i32') return `${ident}[${idx}]`;
+    if (layout.elem === 'f16') return `f32(${ident}[${idx}])`;
+    const shift = layout.perWord === 2 ? 1 : 2;
+    return `${this.use(`unpack_${layout.dtype}`)}(${ident}[(${idx}) >> ${shift}u], (${idx}) & ${layout.perWord - 1}u)`;
+  }
+
+  /** Statement storing f32/i32 `val` at logical element `idx`; only for unpacked layouts. */
+  store(ident: string, idx: string, val: string): string {
+    const { layout } = this.get(ident);
+    if (layout.perWord > 1) throw new Error(`cannot store one element of packed buffer ${ident}`);
+    if (layout.elem === 'f32') return `${ident}[${idx}] = ${val};`;
+    if (layout.elem === 'i32') return `${ident}[${idx}] = i32(${val});`;
+    // f16 native: round with exact integer code, then reinterpret the bits.
+    return `${ident}[${idx}] = bitcast<vec2<f16>>(${this.use('to_bits_f16')}(${val}))[0];`;
+  }
+
+  /** Statement storing `vals` (perWord f32 expressions) into word `word` of a buffer. */
+  storeWord(ident: string, word: string, vals: string[]): string {
+    const { layout } = this.get(ident);
+    if (vals.length !== layout.perWord) throw new Error(`storeWord: ${ident} takes ${layout.perWord} values`);
+    if (layout.perWord === 1) return this.store(ident, word, vals[0]);
+    return `${ident}[${word}] = ${this.use(`pack_${layout.dtype}`)}(${vals.join(', ')});`;
+  }
+
+  /** Expression rounding an f32 expression to `dtype` (identity for f32). */
+  round(dtype: DType, val: string): string {
+    if (dtype === 'f32' || !isFloat(dtype)) return val;
+    return `${this.use(`round_${dtype}`)}(${val})`;
+  }
+
+  bindings(): KernelBinding[] {
+    return this.bound.map((b) => ({ name: b.name, access: b.access }));
+  }
+
+  /**
+   * Assembles the module. `body` is the entry point body; it sees `gid` (global id) and
+   * `lid` (local id) as vec3<u32>, and `flat` = the linear invocation index over a 1-D
+   * dispatch folded into x/y.
+   */
+  finish(opts: {
+    body: string;
+    workgroupSize: [number, number, number];
+    dispatch: [number, number, number];
+  }): Kernel {
+    const usesF16 = this.bound.some((b) => b.layout.elem === 'f16');
+    const decls = this.bound.map(
+      (b, i) =>
+        `@group(0) @binding(${i}) var<storage, ${b.access === 'read' ? 'read' : 'read_write'}> ${b.ident}: array<${b.layout.elem}>;`,
+    );
+    const [wx, wy, wz] = opts.workgroupSize;
+    const perRow = opts.dispatch[0] * wx;
+    const wgsl = [
+      usesF16 ? 'enable f16;\n' : '',
+      decls.join('\n'),
+      '',
+      emitWgslHelpers(this.helpers),
+      ...this.extra,
+      `@compute @workgroup_size(${wx}, ${wy}, ${wz})`,
+      `fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {`,
+      `  let flat = gid.x + gid.y * ${perRow}u;`,
+      opts.body.replace(/^/gm, '  ').replace(/\s+$/, ''),
+      `}`,
+      '',
+    ]
+      .filter((s, i) => s !== '' || i > 0)
+      .join('\n');
+    return {
+      name: this.name,
+      wgsl,
+      workgroupSize: opts.workgroupSize,
+      dispatch: opts.dispatch,
+      bindings: this.bindings(),
+    };
+  }
+
+  private get(ident: string): Bound {
+    const b = this.bound.find((x) => x.ident === ident);
+    if (!b) throw new Error(`unknown binding ${ident}`);
+    return b;
+  }
+}
+
+export const MAP_WORKGROUP = 64;
+
+/**
+ * The most common kernel shape: every output element is a function of its index.
+ * `compute` is the body of `fn compute(i: u32) -> f32` (or -> i32 for integer outputs)
+ * and may use any binding of `w`. Packed outputs are written a whole word per invocation,
+ * so no two invocations ever touch the same word.
+ */
+export function mapKernel(
+  w: KernelWriter,
+  opts: { out: string; outDtype: DType; count: number; compute: string },
+): Kernel {
+  const out = w.bind(opts.out, opts.outDtype, 'read_write');
+  const layout = w.layout(out);
+  const ret = layout.elem === 'i32' ? 'i32' : 'f32';
+  w.define(`fn compute(i: u32) -> ${ret} {\n${opts.compute.replace(/^/gm, '  ').replace(/\s+$/, '')}\n}\n`);
+  const words = Math.ceil(opts.count / layout.perWord);
+  let body: string;
+  if (layout.perWord === 1) {
+    body = `if (flat >= ${words}u) { return; }\n${w.store(out, 'flat', 'compute(flat)')}`;
+  } else {
+    const vals: string[] = [];
+    const lines = [`if (flat >= ${words}u) { return; }`, `let base = flat * ${layout.perWord}u;`];
+    for (let k = 0; k < layout.perWord; k++) {
+      lines.push(`var v${k} = 0.0;`, `if (base + ${k}u < ${opts.count}u) { v${k} = compute(base + ${k}u); }`);
+      vals.push(`v${k}`);
+    }
+    lines.push(w.storeWord(out, 'flat', vals));
+    body = lines.join('\n');
+  }
+  return w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)) });
+}

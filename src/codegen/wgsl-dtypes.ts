@@ -1,0 +1,157 @@
+// WGSL helpers for the float formats WGSL lacks (bf16, fp8) and for f16 held as bits.
+//
+// Generated from the dtype table: one parameterised generator per helper kind, fed with the
+// format's widths, bias and special-value rule, and with the same constants as the JS codec in
+// ir/dtypes.ts (test/wgsl-dtypes.test.ts runs both and compares them bit for bit). Everything
+// works on u32 bit patterns and ends in bitcast<f32>: WGSL leaves the rounding and overflow of
+// its own f32→f16 conversion loose, and some GPUs flush subnormal f32 operands of float
+// arithmetic to zero, so no float arithmetic is used.
+
+import { DTYPES, conversionConstants, type FloatDType, type FloatInfo } from '../ir/dtypes.js';
+
+interface Helper {
+  deps: string[];
+  text: string;
+}
+
+/** The formats that get helpers: every float format narrower than f32. */
+function helperFormats(): FloatInfo[] {
+  return Object.values(DTYPES).filter((i): i is FloatInfo => i.kind === 'float' && i.bits < 32);
+}
+
+function u32(n: number): string {
+  return `0x${(n >>> 0).toString(16)}u`;
+}
+
+function emitToBits(fi: FloatInfo, name: string, saturate: boolean): string {
+  const k = conversionConstants(fi);
+  const overflow = u32(saturate ? k.overflowCodeSaturated : k.overflowCode);
+  const what = saturate ? 'overflow and ±inf saturate to ±max' : fi.hasInf ? 'overflow gives ±inf' : 'overflow and ±inf give NaN';
+  // The subtraction below is a no-op when the format has f32's bias; keep the text tidy.
+  const rebased = k.rebaseBits === 0 ? 'a' : `a - ${u32(k.rebaseBits)}`;
+  return `// f32 -> ${fi.name} bits, round to nearest even; ${what}; NaN keeps its sign.
+fn ${name}(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  let sign = (b >> ${k.signShift}u) & ${u32(k.signBit)};
+  let a = b & 0x7fffffffu;
+  if (a > 0x7f800000u) { return sign | ${u32(fi.nanCode)}; }
+  if (a == 0x7f800000u) { return sign | ${overflow}; }
+  let e32 = a >> 23u;
+  var code: u32;
+  if (e32 >= ${k.firstNormalExp32}u) {
+    let r = ${rebased};
+    code = (r + ${u32(2 ** (k.normalShift - 1) - 1)} + ((r >> ${k.normalShift}u) & 1u)) >> ${k.normalShift}u;
+  } else {
+    let shift = ${k.subShiftBase}u - max(e32, 1u);
+    if (shift >= 25u) { return sign; }
+    let sig = select(a, (a & 0x7fffffu) | 0x800000u, e32 != 0u);
+    code = (sig + ((1u << (shift - 1u)) - 1u) + ((sig >> shift) & 1u)) >> shift;
+  }
+  if (code > ${u32(fi.maxCode)}) { return sign | ${overflow}; }
+  return sign | code;
+}
+`;
+}
+
+function emitFromBits(fi: FloatInfo, name: string): string {
+  const k = conversionConstants(fi);
+  const head = `// ${fi.name} bits -> f32, exact (subnormals included); NaN gives a quiet NaN with the same sign.
+fn ${name}(c: u32) -> f32 {
+`;
+  if (k.sameExponentAsF32) return `${head}  return bitcast<f32>(c << ${k.signShift}u);\n}\n`;
+  const M = fi.mantBits;
+  const nanTest =
+    fi.nan === 'ieee'
+      ? `e == ${u32(k.expMax)} && m != 0u`
+      : `(c & ${u32(fi.nanCode)}) == ${u32(fi.nanCode)}`;
+  const infLine = fi.hasInf ? `  if (e == ${u32(k.expMax)}) { return bitcast<f32>(sign | 0x7f800000u); }\n` : '';
+  return `${head}  let sign = (c << ${k.signShift}u) & 0x80000000u;
+  let e = (c >> ${M}u) & ${u32(k.expMax)};
+  let m = c & ${u32(k.mantMask)};
+  if (${nanTest}) { return bitcast<f32>(sign | 0x7fc00000u | (m << ${23 - M}u)); }
+${infLine}  if (e == 0u) {
+    if (m == 0u) { return bitcast<f32>(sign); }
+    let p = firstLeadingBit(m);
+    return bitcast<f32>(sign | ((p + ${k.decodeSubRebase}u) << 23u) | ((m << (23u - p)) & 0x7fffffu));
+  }
+  return bitcast<f32>(sign | ((e + ${k.decodeExpRebase}u) << 23u) | (m << ${23 - M}u));
+}
+`;
+}
+
+function emitRound(fi: FloatInfo): string {
+  return `// f32 rounded to the nearest ${fi.name} value (what storing it as ${fi.name} and loading it back gives).
+fn round_${fi.name}(v: f32) -> f32 {
+  return from_bits_${fi.name}(to_bits_${fi.name}(v));
+}
+`;
+}
+
+const LANE_NAMES = ['a', 'b', 'c', 'd'];
+
+function emitUnpack(fi: FloatInfo): string {
+  return `// Lane \`lane\` (0 = lowest bits) of a u32 holding ${fi.perWord} ${fi.name} values, as f32.
+fn unpack_${fi.name}(word: u32, lane: u32) -> f32 {
+  return from_bits_${fi.name}((word >> (lane * ${fi.bits}u)) & ${u32(2 ** fi.bits - 1)});
+}
+`;
+}
+
+function emitPack(fi: FloatInfo): string {
+  const lanes = LANE_NAMES.slice(0, fi.perWord);
+  const terms = lanes.map((l, i) => (i === 0 ? `to_bits_${fi.name}(${l})` : `(to_bits_${fi.name}(${l}) << ${i * fi.bits}u)`));
+  return `// ${fi.perWord} f32 values rounded to ${fi.name} and packed into a u32, the first in the lowest bits.
+fn pack_${fi.name}(${lanes.map((l) => `${l}: f32`).join(', ')}) -> u32 {
+  return ${terms.join(' | ')};
+}
+`;
+}
+
+/** All helpers, in an order where every helper comes after its dependencies. */
+function buildRegistry(): Map<string, Helper> {
+  const reg = new Map<string, Helper>();
+  for (const fi of helperFormats()) {
+    const d: FloatDType = fi.name;
+    reg.set(`to_bits_${d}`, { deps: [], text: emitToBits(fi, `to_bits_${d}`, fi.saturateByDefault) });
+    if (fi.saturateByDefault) {
+      reg.set(`to_bits_${d}_nosat`, { deps: [], text: emitToBits(fi, `to_bits_${d}_nosat`, false) });
+    }
+    reg.set(`from_bits_${d}`, { deps: [], text: emitFromBits(fi, `from_bits_${d}`) });
+    reg.set(`round_${d}`, { deps: [`to_bits_${d}`, `from_bits_${d}`], text: emitRound(fi) });
+    reg.set(`unpack_${d}`, { deps: [`from_bits_${d}`], text: emitUnpack(fi) });
+    reg.set(`pack_${d}`, { deps: [`to_bits_${d}`], text: emitPack(fi) });
+  }
+  return reg;
+}
+
+let registry: Map<string, Helper> | undefined;
+
+function helpers(): Map<string, Helper> {
+  registry ??= buildRegistry();
+  return registry;
+}
+
+export function wgslHelperNames(): string[] {
+  return [...helpers().keys()];
+}
+
+/**
+ * WGSL text of the requested helpers and everything they call, each once. The order is the
+ * registry's (dependencies first), whatever the order of `names`, so the text is deterministic.
+ */
+export function emitWgslHelpers(names: Iterable<string>): string {
+  const reg = helpers();
+  const wanted = new Set<string>();
+  const visit = (name: string): void => {
+    if (wanted.has(name)) return;
+    const h = reg.get(name);
+    if (!h) throw new Error(`unknown WGSL dtype helper '${name}' (known: ${[...reg.keys()].join(', ')})`);
+    wanted.add(name);
+    h.deps.forEach(visit);
+  };
+  for (const n of names) visit(n);
+  return [...reg.entries()]
+    .filter(([name]) => wanted.has(name))
+    .map(([, h]) => h.text)
+    .join('\n');
+}

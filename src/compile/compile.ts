@@ -1,0 +1,156 @@
+// `mpc compile`: ONNX model → lowered training and inference graphs → kernels, program.json,
+// manifest.json, init.safetensors, ir.*.json and train.mjs in an output folder. The folder
+// is written under a temporary name and renamed at the end: a failure leaves no half-written
+// output behind.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Graph } from '../ir/graph.js';
+import { staticShape } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
+import { graphToJson } from '../ir/serialize.js';
+import { importOnnxFile, InputError } from '../onnx/import.js';
+import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE } from '../passes/pipeline.js';
+import type { GradMeta } from '../passes/autodiff.js';
+import { HPARAMS, STEP } from '../passes/optimizer.js';
+import { SCALE, SKIPPED } from '../passes/loss-scaling.js';
+import { generate, type CodegenResult, type ProgramBuffer, type ProgramKernel, type Schedule } from '../codegen/program.js';
+import { encodeTensors } from '../data/tensor-files.js';
+import type { LossKind, LossScaleConfig, OptimizerConfig } from '../passes/pass.js';
+import type { Target } from '../codegen/kernel.js';
+import { buildManifest, type Manifest } from './manifest.js';
+import { passCtx, type CompileOptions } from './options.js';
+
+export const PROGRAM_FORMAT = 'mpc-program';
+export const PROGRAM_VERSION = 1;
+
+/** program.json */
+export interface ProgramFile {
+  format: typeof PROGRAM_FORMAT;
+  version: number;
+  model: string;
+  policy: string;
+  target: Target;
+  batch: number;
+  loss: LossKind;
+  optimizer: OptimizerConfig;
+  lossScale: LossScaleConfig;
+  buffers: ProgramBuffer[];
+  kernels: ProgramKernel[];
+  schedules: Record<'train' | 'eval', Schedule>;
+  /** The model's data input, the labels input and the prediction output (eval schedule). */
+  io: { input: string; labels: string; prediction: string };
+  /** ONNX initializer name → buffer index of its fp32 master weight. */
+  params: Record<string, number>;
+  /** Buffer indices of training state the host reads or writes. */
+  state: { hparams?: number; step?: number; lossScale?: number; skipped?: number; loss: number };
+  files: { init: string; trainGraph: string; evalGraph: string };
+}
+
+export interface Compiled {
+  train: Graph;
+  eval: Graph;
+  code: CodegenResult;
+  program: ProgramFile;
+  manifest: Manifest;
+  init: Map<string, Tensor>;
+}
+
+export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (graph: string, pass: string) => void): Compiled {
+  const imported = importOnnxFile(modelPath);
+  if (imported.inputs.length !== 1 || imported.outputs.length < 1)
+    throw new InputError(`${modelPath}: mpc trains models with one data input and at least one output (found ${imported.inputs.length} inputs)`);
+  const ctx = passCtx(opts);
+  const train = runPipeline(imported, ctx, TRAIN_PIPELINE, { onPass: (p) => onPass?.('train', p.name) });
+  const evalG = runPipeline(imported, ctx, EVAL_PIPELINE, { onPass: (p) => onPass?.('eval', p.name) });
+  const code = generate({ train, eval: evalG }, ctx.target);
+  const tb = code.bufferOf.train;
+  const grads = (train.meta.grads as GradMeta | undefined)?.params ?? {};
+  const loss = (train.meta.loss as { value: string; labels: string; prediction: string } | undefined) ?? undefined;
+  if (!loss) throw new InputError('compile needs a loss to build a training program (--loss cross_entropy or mse)');
+  const program: ProgramFile = {
+    format: PROGRAM_FORMAT,
+    version: PROGRAM_VERSION,
+    model: basename(modelPath),
+    policy: ctx.policy.name,
+    target: ctx.target,
+    batch: staticShape(train.values.get(imported.inputs[0])!)[0],
+    loss: ctx.loss,
+    optimizer: ctx.optimizer,
+    lossScale: ctx.lossScale,
+    buffers: code.buffers,
+    kernels: code.kernels,
+    schedules: code.schedules as ProgramFile['schedules'],
+    io: { input: imported.inputs[0], labels: loss.labels, prediction: imported.outputs[0] },
+    params: Object.fromEntries(Object.keys(grads).map((p) => [p, tb[p]])),
+    state: {
+      hparams: tb[HPARAMS],
+      step: tb[STEP],
+      lossScale: tb[SCALE],
+      skipped: tb[SKIPPED],
+      loss: tb[loss.value],
+    },
+    files: { init: 'init.safetensors', trainGraph: 'ir.train.json', evalGraph: 'ir.eval.json' },
+  };
+  const init = new Map<string, Tensor>();
+  for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);
+  return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init };
+}
+
+function trainScript(): string {
+  const home = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const root = basename(home) === 'dist' ? dirname(home) : home;
+  return `#!/usr/bin/env node
+// Generated by mpc compile: the training program of this folder, runnable without the mpc CLI.
+//   node train.mjs --data fashion-mnist --epochs 1 [--json] [--backend webgpu|cpu]
+// It loads program.json, kernels/*.wgsl and init.safetensors from its own folder and the
+// mpc runtime from the installation that compiled it (override with MPC_HOME).
+import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+const home = process.env.MPC_HOME ?? ${JSON.stringify(root)};
+let runtime;
+try {
+  runtime = await import(pathToFileURL(join(home, 'dist', 'src', 'cli', 'standalone.js')).href);
+} catch (e) {
+  console.error(\`train.mjs: cannot load the mpc runtime from \${home} (build mpc with 'npm run build', or set MPC_HOME): \${e.message}\`);
+  process.exit(2);
+}
+process.exitCode = await runtime.main(new URL('.', import.meta.url), process.argv.slice(2));
+`;
+}
+
+/** Writes the compiled program into `outDir`, atomically (temp folder + rename). */
+export function writeCompiled(outDir: string, c: Compiled): void {
+  const out = resolve(outDir);
+  if (existsSync(out)) {
+    const entries = readdirSync(out);
+    if (entries.length && !entries.includes('program.json'))
+      throw new InputError(`${outDir}: exists and is not an mpc output folder; choose another -o or empty it`);
+  }
+  const parent = dirname(out);
+  try {
+    mkdirSync(parent, { recursive: true });
+  } catch (e) {
+    throw new InputError(`${outDir}: cannot create the parent folder (${(e as NodeJS.ErrnoException).code})`);
+  }
+  const tmp = join(parent, `.${basename(out)}.tmp-${process.pid}`);
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(join(tmp, 'kernels'), { recursive: true });
+    for (const [file, wgsl] of c.code.files) writeFileSync(join(tmp, 'kernels', file), wgsl);
+    writeFileSync(join(tmp, 'program.json'), JSON.stringify(c.program, null, 1) + '\n');
+    writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(c.manifest, null, 1) + '\n');
+    writeFileSync(join(tmp, c.program.files.trainGraph), JSON.stringify(graphToJson(c.train)) + '\n');
+    writeFileSync(join(tmp, c.program.files.evalGraph), JSON.stringify(graphToJson(c.eval)) + '\n');
+    writeFileSync(join(tmp, c.program.files.init), encodeTensors(c.init, { format: 'mpc-init' }));
+    writeFileSync(join(tmp, 'train.mjs'), trainScript(), { mode: 0o755 });
+    if (existsSync(out)) rmSync(out, { recursive: true, force: true });
+    renameSync(tmp, out);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'ENOTDIR')
+      throw new InputError(`${outDir}: cannot write the output folder (${code})`);
+    throw e;
+  }
+}

@@ -1,0 +1,88 @@
+// manifest.json: per-tensor precision of the compiled program — what each value is stored
+// in, who produces it at which precision and why, every inserted cast, and device memory.
+import { byteSize, isFloat } from '../ir/dtypes.js';
+import { consumers, producers, staticShape, type Graph } from '../ir/graph.js';
+import { sizeOf } from '../ir/tensor.js';
+import { opRow } from '../ops/table.js';
+import { castTarget } from '../ops/cast.js';
+import type { CodegenResult } from '../codegen/program.js';
+import type { PassCtx } from '../passes/pass.js';
+
+export interface ManifestTensor {
+  name: string;
+  role: string;
+  dtype: string;
+  shape: number[];
+  storage: string;
+  producer?: { node: string; op: string; class?: string; compute?: string; accum?: string; reason?: string };
+  consumers: string[];
+}
+
+export interface Manifest {
+  policy: string;
+  target: { f16: boolean };
+  lossScale: PassCtx['lossScale'];
+  tensors: { train: ManifestTensor[]; eval: ManifestTensor[] };
+  casts: { graph: string; node: string; value: string; from: string; to: string }[];
+  memory: {
+    /** Device bytes of all buffers, by role. */
+    byRole: Record<string, number>;
+    /** Bytes of the operands of allow-class (GEMM-like) ops in the training step, at their compiled dtype and in f32. */
+    gemmOperands: { bytes: number; f32Bytes: number };
+  };
+}
+
+function storageText(b: CodegenResult['buffers'][number]): string {
+  if (b.layout.perWord > 1) return `${b.dtype} packed ${b.layout.perWord}/u32`;
+  return b.layout.elem === 'i32' && b.dtype !== 'i32' ? `${b.dtype} as i32` : b.layout.elem;
+}
+
+function tensorsOf(g: Graph, gname: string, code: CodegenResult): ManifestTensor[] {
+  const prod = producers(g);
+  const cons = consumers(g);
+  return [...g.values.values()].map((v) => {
+    const p = prod.get(v.name);
+    const b = code.buffers[code.bufferOf[gname][v.name]];
+    return {
+      name: v.name,
+      role: v.role,
+      dtype: v.dtype,
+      shape: staticShape(v),
+      storage: storageText(b),
+      producer: p ? { node: p.name, op: p.op, class: p.prec?.cls, compute: p.prec?.compute, accum: p.prec?.accum, reason: p.prec?.reason } : undefined,
+      consumers: (cons.get(v.name) ?? []).map((n) => n.name),
+    };
+  });
+}
+
+export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, ctx: PassCtx): Manifest {
+  const casts: Manifest['casts'] = [];
+  for (const [gname, g] of [['train', train], ['eval', evalG]] as const)
+    for (const n of g.nodes)
+      if (opRow(n.op).precision === 'cast')
+        casts.push({ graph: gname, node: n.name, value: n.inputs[0], from: g.values.get(n.inputs[0])!.dtype, to: castTarget(n) });
+  const byRole: Record<string, number> = {};
+  for (const b of code.buffers) byRole[b.role] = (byRole[b.role] ?? 0) + b.bytes;
+  let bytes = 0;
+  let f32Bytes = 0;
+  const seen = new Set<string>();
+  for (const n of train.nodes) {
+    if (n.prec?.cls !== 'allow') continue;
+    for (const i of n.inputs) {
+      const v = i ? train.values.get(i) : undefined;
+      if (!v || seen.has(i) || !isFloat(v.dtype)) continue;
+      seen.add(i);
+      const count = sizeOf(staticShape(v));
+      bytes += count * byteSize(v.dtype);
+      f32Bytes += count * 4;
+    }
+  }
+  return {
+    policy: ctx.policy.name,
+    target: ctx.target,
+    lossScale: ctx.lossScale,
+    tensors: { train: tensorsOf(train, 'train', code), eval: tensorsOf(evalG, 'eval', code) },
+    casts,
+    memory: { byRole, gemmOperands: { bytes, f32Bytes } },
+  };
+}

@@ -1,0 +1,55 @@
+// Compile options as the CLI and the library see them, with the defaults in one place.
+import { makePolicy, type ClassOverride } from '../ir/policy.js';
+import type { LossKind, LossScaleConfig, OptimizerConfig, PassCtx } from '../passes/pass.js';
+import type { Target } from '../codegen/kernel.js';
+
+export interface CompileOptions {
+  policy: string;
+  overrides?: ClassOverride[];
+  batch?: number;
+  dims?: Record<string, number>;
+  loss?: LossKind;
+  optimizer?: Partial<OptimizerConfig> & { kind?: OptimizerConfig['kind'] };
+  /** 'dynamic' | 'none' | 'static:N'; default from the policy. */
+  lossScale?: string;
+  growthInterval?: number;
+  target?: Partial<Target>;
+}
+
+export const DEFAULT_BATCH = 128;
+
+export const OPTIMIZER_DEFAULTS: Record<OptimizerConfig['kind'], OptimizerConfig> = {
+  sgd: { kind: 'sgd', lr: 0.05, momentum: 0.9, beta1: 0, beta2: 0, eps: 0, weightDecay: 0 },
+  adam: { kind: 'adam', lr: 1e-3, momentum: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
+  adamw: { kind: 'adamw', lr: 1e-3, momentum: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+};
+
+/** GradScaler's defaults. */
+export const DYNAMIC_SCALE = { init: 2 ** 16, growthInterval: 2000, growthFactor: 2, backoffFactor: 0.5 };
+
+export function parseLossScale(s: string, growthInterval?: number): LossScaleConfig {
+  if (s === 'none') return { kind: 'none' };
+  if (s === 'dynamic') return { kind: 'dynamic', ...DYNAMIC_SCALE, growthInterval: growthInterval ?? DYNAMIC_SCALE.growthInterval };
+  const m = /^static:([0-9.eE+-]+)$/.exec(s);
+  if (m && Number(m[1]) > 0 && Number.isFinite(Number(m[1]))) return { kind: 'static', scale: Number(m[1]) };
+  throw new Error(`--loss-scale must be dynamic, none or static:N (N > 0), got '${s}'`);
+}
+
+export function passCtx(o: CompileOptions): PassCtx {
+  const policy = makePolicy(o.policy, o.overrides);
+  const kind = o.optimizer?.kind ?? 'adam';
+  const optimizer = { ...OPTIMIZER_DEFAULTS[kind], ...stripUndefined(o.optimizer ?? {}) } as OptimizerConfig;
+  return {
+    policy,
+    batch: o.batch ?? DEFAULT_BATCH,
+    dims: o.dims ?? {},
+    loss: o.loss ?? 'cross_entropy',
+    optimizer,
+    lossScale: parseLossScale(o.lossScale ?? policy.lossScale, o.growthInterval),
+    target: { f16: true, ...stripUndefined(o.target ?? {}) },
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,135 @@
+// Training data: the bundled Fashion-MNIST loader and loaders for
+// user-provided image/label pairs in IDX or .npy form.
+//
+// Images come back as one flat Float32Array of n * prod(shape) values;
+// 8-bit pixels are scaled to [0, 1] by dividing by 255, float data are kept
+// as they are. Labels come back as an Int32Array of class indices.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { readIdx, type IdxTensor } from './idx.js';
+import { readNpy, type NpyArray } from './npy.js';
+
+export interface Split {
+  /** n * prod(shape) values, sample-major. */
+  x: Float32Array;
+  y: Int32Array;
+  n: number;
+}
+
+export interface LabelledData extends Split {
+  /** Shape of one sample, e.g. [1, 28, 28]. */
+  shape: number[];
+}
+
+export interface Dataset {
+  train: Split;
+  test: Split;
+  shape: number[];
+  classes: number;
+}
+
+export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
+
+const FASHION_MNIST_FILES = {
+  trainImages: 'train-images-idx3-ubyte',
+  trainLabels: 'train-labels-idx1-ubyte',
+  testImages: 't10k-images-idx3-ubyte',
+  testLabels: 't10k-labels-idx1-ubyte',
+} as const;
+
+/** Finds `base` or `base.gz` in `dir`. */
+function findIdx(dir: string, base: string): string | undefined {
+  for (const name of [`${base}.gz`, base]) {
+    const p = join(dir, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** Loads Fashion-MNIST (60000 train and 10000 test images of 1x28x28, 10 classes). */
+export function loadFashionMnist(dir: string = FASHION_MNIST_DIR): Dataset {
+  const paths: Partial<Record<keyof typeof FASHION_MNIST_FILES, string>> = {};
+  const missing: string[] = [];
+  for (const [key, base] of Object.entries(FASHION_MNIST_FILES) as Array<[keyof typeof FASHION_MNIST_FILES, string]>) {
+    const p = findIdx(dir, base);
+    if (p) paths[key] = p;
+    else missing.push(`${base}[.gz]`);
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `Fashion-MNIST data set is missing (${missing.join(', ')} not found in ${dir}): install it with \`apt-get install dataset-fashion-mnist\` or pass the directory that holds the IDX files`,
+    );
+  }
+  const train = loadIdxPair(paths.trainImages!, paths.trainLabels!);
+  const test = loadIdxPair(paths.testImages!, paths.testLabels!);
+  for (const [split, d] of [['train', train], ['test', test]] as const) {
+    if (d.shape.join('x') !== '28x28') throw new Error(`${dir}: Fashion-MNIST ${split} images have shape [${d.shape.join(', ')}], expected [28, 28]`);
+  }
+  return {
+    train: { x: train.x, y: train.y, n: train.n },
+    test: { x: test.x, y: test.y, n: test.n },
+    shape: [1, 28, 28],
+    classes: 10,
+  };
+}
+
+function imagesToFloat(t: { dtype: string; data: ArrayLike<number> }, path: string): Float32Array {
+  switch (t.dtype) {
+    case 'u8':
+    case 'u1': {
+      const out = new Float32Array(t.data.length);
+      for (let i = 0; i < out.length; i++) out[i] = t.data[i]! / 255;
+      return out;
+    }
+    case 'f32':
+    case 'f4':
+    case 'f2':
+      return t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    case 'f64':
+    case 'f8':
+      return Float32Array.from(t.data);
+    default:
+      throw new Error(`${path}: images must be uint8 or floating point, got ${t.dtype}`);
+  }
+}
+
+function labelsToInt(t: { dtype: string; shape: number[]; data: ArrayLike<number> }, path: string): Int32Array {
+  // IDX names (u8, i8 = int8, i16, i32) and numpy names (u1, i4, i8 = int64, already range-checked into int32).
+  if (!['u8', 'i8', 'i16', 'i32', 'u1', 'i4'].includes(t.dtype)) {
+    throw new Error(`${path}: labels must be integers, got ${t.dtype}`);
+  }
+  if (t.shape.length !== 1) throw new Error(`${path}: labels must be one-dimensional, got shape [${t.shape.join(', ')}]`);
+  const y = t.data instanceof Int32Array ? t.data : Int32Array.from(t.data);
+  for (let i = 0; i < y.length; i++) {
+    if (y[i]! < 0) throw new Error(`${path}: label ${y[i]} at index ${i} is negative`);
+  }
+  return y;
+}
+
+function pair(
+  images: { dtype: string; shape: number[]; data: ArrayLike<number> },
+  labels: { dtype: string; shape: number[]; data: ArrayLike<number> },
+  imagesPath: string,
+  labelsPath: string,
+): LabelledData {
+  if (images.shape.length < 2) throw new Error(`${imagesPath}: images need a leading sample dimension, got shape [${images.shape.join(', ')}]`);
+  const n = images.shape[0]!;
+  const y = labelsToInt(labels, labelsPath);
+  if (y.length !== n) throw new Error(`${labelsPath}: ${y.length} labels for ${n} images in ${imagesPath}`);
+  return { x: imagesToFloat(images, imagesPath), y, n, shape: images.shape.slice(1) };
+}
+
+/** Loads images and labels from IDX files (plain or .gz). */
+export function loadIdxPair(imagesPath: string, labelsPath: string): LabelledData {
+  const images: IdxTensor = readIdx(imagesPath);
+  const labels: IdxTensor = readIdx(labelsPath);
+  return pair(images, labels, imagesPath, labelsPath);
+}
+
+/** Loads images and labels from .npy files (uint8 images are scaled to [0, 1]). */
+export function loadNpyPair(xPath: string, yPath: string): LabelledData {
+  const x: NpyArray = readNpy(xPath);
+  const y: NpyArray = readNpy(yPath);
+  return pair(x, y, xPath, yPath);
+}

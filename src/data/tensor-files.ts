@@ -1,0 +1,28 @@
+// Host tensors to and from safetensors files (logical values: F32 for every float format,
+// whose values f32 holds exactly, and I32 for integers).
+import { isFloat } from '../ir/dtypes.js';
+import type { Tensor } from '../ir/tensor.js';
+import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor } from './safetensors.js';
+
+export function encodeTensors(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const out: Record<string, SafetensorsTensor> = {};
+  for (const [name, t] of tensors) {
+    const data = new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+    out[name] = { dtype: isFloat(t.dtype) ? 'F32' : 'I32', shape: [...t.shape], data };
+  }
+  return encodeSafetensors(out, metadata);
+}
+
+/** Reads tensors; `dtypes` gives each tensor's logical dtype (default f32 / i32 by storage). */
+export function decodeTensors(bytes: Uint8Array, label: string, dtypes?: Map<string, Tensor['dtype']>): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  const f = decodeSafetensors(bytes, label);
+  const tensors = new Map<string, Tensor>();
+  for (const [name, t] of Object.entries(f.tensors)) {
+    const buf = new Uint8Array(t.data.byteLength);
+    buf.set(t.data);
+    if (t.dtype !== 'F32' && t.dtype !== 'I32') throw new Error(`${label}: tensor '${name}' is ${t.dtype}; expected F32 or I32`);
+    const data = t.dtype === 'F32' ? new Float32Array(buf.buffer) : new Int32Array(buf.buffer);
+    tensors.set(name, { dtype: dtypes?.get(name) ?? (t.dtype === 'F32' ? 'f32' : 'i32'), shape: [...t.shape], data });
+  }
+  return { tensors, metadata: f.metadata };
+}

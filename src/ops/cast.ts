@@ -1,0 +1,163 @@
+// Cast and the broadcast-sum used by gradients of broadcasting ops.
+import { fromOnnx, isFloat, toOnnx, type DType } from '../ir/dtypes.js';
+import { sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
+import type { Node } from '../ir/graph.js';
+import { mapKernel } from '../codegen/storage.js';
+import { attrInt, attrInts, type OpRow, type ValueType } from './types.js';
+
+export function castTarget(n: Node): DType {
+  return fromOnnx(attrInt(n, 'to'));
+}
+
+/** Attributes of a Cast to `d`. */
+export function castAttrs(d: DType): { to: number } {
+  return { to: toOnnx(d) };
+}
+
+function castData(x: Tensor, to: DType): Tensor['data'] {
+  if (isFloat(to)) return Float32Array.from(x.data);
+  if (to === 'bool') return Int32Array.from(x.data, (v) => (v !== 0 ? 1 : 0));
+  return Int32Array.from(x.data, (v) => (Number.isFinite(v) ? Math.trunc(v) : 0));
+}
+
+/** Reduced axes when summing `from` down to `to` (numpy broadcasting, right-aligned). */
+function sumToPlan(from: number[], to: number[]): { keptStrides: number[]; reducedDims: number[]; reducedStrides: number[]; toPadded: number[] } {
+  const pad = [...Array(from.length - to.length).fill(1), ...to];
+  const fs = stridesOf(from);
+  const keptStrides: number[] = [];
+  const reducedDims: number[] = [];
+  const reducedStrides: number[] = [];
+  for (let d = 0; d < from.length; d++) {
+    if (pad[d] === from[d]) keptStrides.push(fs[d]);
+    else if (pad[d] === 1) {
+      keptStrides.push(0);
+      reducedDims.push(from[d]);
+      reducedStrides.push(fs[d]);
+    } else throw new Error(`cannot sum [${from}] down to [${to}]`);
+  }
+  return { keptStrides, reducedDims, reducedStrides, toPadded: pad };
+}
+
+function sumToInfer(n: Node, [x]: ValueType[]): ValueType[] {
+  const shape = attrInts(n, 'shape');
+  if (shape.length > x.shape.length) throw new Error(`SumTo '${n.name}': target rank exceeds input rank`);
+  sumToPlan(x.shape, shape);
+  return [{ dtype: x.dtype, shape: [...shape] }];
+}
+
+export const castOps: OpRow[] = [
+  {
+    op: 'Cast',
+    domain: '',
+    opsets: [6, 22],
+    precision: 'cast',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [x]) => [{ dtype: castTarget(n), shape: [...x.shape] }],
+    interp: (n, [x]) => [{ dtype: castTarget(n), shape: [...x.shape], data: castData(x, castTarget(n)) }],
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      const src = ctx.type(ctx.node.inputs[0]).dtype;
+      if (!dy || !isFloat(src)) return [undefined];
+      return [ctx.emit('Cast', [dy], castAttrs(src))[0]];
+    },
+    wgsl: (n, ctx) => {
+      const w = ctx.writer();
+      const xt = ctx.type(n.inputs[0]);
+      const to = castTarget(n);
+      const x = w.bind(n.inputs[0], xt.dtype, 'read');
+      const v = w.load(x, 'i');
+      let expr: string;
+      if (isFloat(to)) expr = isFloat(xt.dtype) ? v : `f32(${v})`;
+      else if (to === 'bool') expr = `select(0, 1, ${v} != ${isFloat(xt.dtype) ? '0.0' : '0'})`;
+      else expr = isFloat(xt.dtype) ? `i32(trunc(${v}))` : v;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: to, count: sizeOf(xt.shape), compute: `return ${expr};` })];
+    },
+  },
+  {
+    // Sums a broadcast gradient back to an operand's shape (attribute `shape`), accumulating in f32.
+    op: 'mpc.SumTo',
+    domain: 'mpc',
+    precision: 'follow',
+    arity: [1, 1],
+    outputs: 1,
+    infer: sumToInfer,
+    interp: (n, [x]) => {
+      const to = attrInts(n, 'shape');
+      const plan = sumToPlan(x.shape, to);
+      const out = new Float64Array(sizeOf(to));
+      const fs = stridesOf(x.shape);
+      const ts = stridesOf(plan.toPadded);
+      for (let i = 0; i < x.data.length; i++) {
+        let r = i;
+        let o = 0;
+        for (let d = 0; d < x.shape.length; d++) {
+          const c = Math.floor(r / fs[d]);
+          r -= c * fs[d];
+          if (plan.toPadded[d] !== 1) o += c * ts[d];
+        }
+        out[o] += x.data[i];
+      }
+      return [{ dtype: x.dtype, shape: to, data: Float32Array.from(out) }];
+    },
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      if (!dy) return [undefined];
+      return [ctx.emit('mpc.Expand', [dy], { shape: ctx.type(ctx.node.inputs[0]).shape })[0]];
+    },
+    wgsl: (n, ctx) => {
+      const w = ctx.writer();
+      const xt = ctx.type(n.inputs[0]);
+      const to = attrInts(n, 'shape');
+      const plan = sumToPlan(xt.shape, to);
+      const x = w.bind(n.inputs[0], xt.dtype, 'read');
+      const ts = stridesOf(plan.toPadded);
+      // Base offset in x of output element i: its coordinates (in the padded target shape) times x's strides.
+      const base: string[] = [];
+      for (let d = 0; d < xt.shape.length; d++)
+        if (plan.toPadded[d] !== 1) base.push(`((i / ${ts[d]}u) % ${plan.toPadded[d]}u) * ${plan.keptStrides[d]}u`);
+      const nRed = sizeOf(plan.reducedDims);
+      const rs = stridesOf(plan.reducedDims);
+      const red = plan.reducedDims.map((dim, k) => `((r / ${rs[k]}u) % ${dim}u) * ${plan.reducedStrides[k]}u`);
+      return [
+        mapKernel(w, {
+          out: n.outputs[0],
+          outDtype: xt.dtype,
+          count: sizeOf(to),
+          compute: `let base = ${base.length ? base.join(' + ') : '0u'};\nvar s = 0.0;\nfor (var r = 0u; r < ${nRed}u; r++) { s += ${w.load(x, `base + ${red.length ? red.join(' + ') : '0u'}`)}; }\nreturn s;`,
+        }),
+      ];
+    },
+  },
+  {
+    // Broadcasts a tensor to attribute `shape` (the adjoint of SumTo).
+    op: 'mpc.Expand',
+    domain: 'mpc',
+    precision: 'follow',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [x]) => [{ dtype: x.dtype, shape: [...attrInts(n, 'shape')] }],
+    interp: (n, [x]) => {
+      const to = attrInts(n, 'shape');
+      const out = new Float32Array(sizeOf(to));
+      const plan = sumToPlan(to, x.shape);
+      const os = stridesOf(to);
+      const xs = stridesOf(plan.toPadded);
+      for (let i = 0; i < out.length; i++) {
+        let r = i;
+        let o = 0;
+        for (let d = 0; d < to.length; d++) {
+          const c = Math.floor(r / os[d]);
+          r -= c * os[d];
+          if (plan.toPadded[d] !== 1) o += c * xs[d];
+        }
+        out[i] = x.data[o];
+      }
+      return [{ dtype: x.dtype, shape: to, data: out }];
+    },
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      return [dy ? ctx.emit('mpc.SumTo', [dy], { shape: ctx.type(ctx.node.inputs[0]).shape })[0] : undefined];
+    },
+  },
+];

@@ -1,0 +1,238 @@
+// GEMM-like ops: ONNX Gemm and MatMul (with batch broadcasting). Both run in the policy's
+// low-precision type and accumulate in f32; both lower to the one GEMM kernel emitter.
+import { broadcastShapes, sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
+import type { Node } from '../ir/graph.js';
+import { emitGemm } from '../codegen/kernels/gemm.js';
+import { sumTo } from './elementwise.js';
+import { attrFloat, attrInt, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
+
+interface GemmDims {
+  M: number;
+  N: number;
+  K: number;
+}
+
+function gemmDims(n: Node, a: number[], b: number[]): GemmDims {
+  if (a.length !== 2 || b.length !== 2) throw new Error(`Gemm '${n.name}': A and B must be 2-D, got [${a}] and [${b}]`);
+  const tA = attrInt(n, 'transA', 0) === 1;
+  const tB = attrInt(n, 'transB', 0) === 1;
+  const [M, K] = tA ? [a[1], a[0]] : a;
+  const [K2, N] = tB ? [b[1], b[0]] : b;
+  if (K !== K2) throw new Error(`Gemm '${n.name}': inner dimensions differ (${K} vs ${K2})`);
+  return { M, N, K };
+}
+
+/** f64 reference: out[m,n] = alpha * sum_k A[m,k] B[k,n] (+ beta * C broadcast). */
+function gemmRef(a: Tensor, b: Tensor, c: Tensor | undefined, d: GemmDims, tA: boolean, tB: boolean, alpha: number, beta: number): Float32Array {
+  const { M, N, K } = d;
+  const out = new Float32Array(M * N);
+  const A = a.data;
+  const B = b.data;
+  const cStr = c ? broadcast2d(c.shape, M, N) : undefined;
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += A[tA ? k * M + m : m * K + k] * B[tB ? n * K + k : k * N + n];
+      let v = alpha * s;
+      if (c && cStr) v += beta * c.data[m * cStr[0] + n * cStr[1]];
+      out[m * N + n] = v;
+    }
+  return out;
+}
+
+/** Row/column strides of C (shape broadcastable to [M, N]). */
+export function broadcast2d(shape: number[], M: number, N: number): [number, number] {
+  const s = [...Array(2 - Math.min(2, shape.length)).fill(1), ...shape.slice(-2)];
+  if ((s[0] !== 1 && s[0] !== M) || (s[1] !== 1 && s[1] !== N)) throw new Error(`bias of shape [${shape}] does not broadcast to [${M},${N}]`);
+  return [s[0] === 1 ? 0 : s[1], s[1] === 1 ? 0 : 1];
+}
+
+interface MatMulShape {
+  batch: number[];
+  M: number;
+  N: number;
+  K: number;
+  out: number[];
+}
+
+function matmulShape(n: Node, a: number[], b: number[]): MatMulShape {
+  if (a.length < 2 || b.length < 2) throw new Error(`MatMul '${n.name}': 1-D operands are not supported yet ([${a}] x [${b}])`);
+  const [M, K] = a.slice(-2);
+  const [K2, N] = b.slice(-2);
+  if (K !== K2) throw new Error(`MatMul '${n.name}': inner dimensions differ (${K} vs ${K2})`);
+  const batch = broadcastShapes(a.slice(0, -2), b.slice(0, -2));
+  return { batch, M, N, K, out: [...batch, M, N] };
+}
+
+/** Per-batch element offsets of an operand with batch dims `own` broadcast to `batch`. */
+function batchOffsets(own: number[], batch: number[], matSize: number): number[] {
+  const nb = sizeOf(batch);
+  const bs = stridesOf(batch);
+  const pad = [...Array(batch.length - own.length).fill(1), ...own];
+  const os = stridesOf(pad);
+  const offs: number[] = [];
+  for (let i = 0; i < nb; i++) {
+    let r = i;
+    let off = 0;
+    for (let d = 0; d < batch.length; d++) {
+      const c = Math.floor(r / bs[d]);
+      r -= c * bs[d];
+      if (pad[d] !== 1) off += c * os[d];
+    }
+    offs.push(off * matSize);
+  }
+  return offs;
+}
+
+function gemmGradRule(ctx: GradCtx): (string | undefined)[] {
+  const n = ctx.node;
+  const dy = ctx.dy[0];
+  if (!dy) return [undefined, undefined, undefined];
+  const [a, b, c] = n.inputs;
+  const tA = attrInt(n, 'transA', 0) === 1;
+  const tB = attrInt(n, 'transB', 0) === 1;
+  const alpha = attrFloat(n, 'alpha', 1);
+  const beta = attrFloat(n, 'beta', 1);
+  const g = (x: string, y: string, ta: boolean, tb: boolean) =>
+    ctx.emit('Gemm', [x, y], { transA: ta ? 1 : 0, transB: tb ? 1 : 0, alpha })[0];
+  // Y = alpha op(A) op(B): dop(A) = alpha dY op(B)^T, dop(B) = alpha op(A)^T dY.
+  const da = tA ? (tB ? g(b, dy, true, true) : g(b, dy, false, true)) : tB ? g(dy, b, false, false) : g(dy, b, false, true);
+  const db = tB ? (tA ? g(dy, a, true, true) : g(dy, a, true, false)) : tA ? g(a, dy, false, false) : g(a, dy, true, false);
+  let dc: string | undefined;
+  if (c) {
+    dc = sumTo(ctx, dy, ctx.type(c).shape);
+    if (beta !== 1) dc = ctx.emit('Mul', [dc, ctx.constant({ dtype: ctx.type(c).dtype, shape: [], data: new Float32Array([beta]) })])[0];
+  }
+  return [da, db, dc];
+}
+
+function emitGemmNode(n: Node, ctx: EmitCtx) {
+  const [a, b, c] = n.inputs;
+  const at = ctx.type(a);
+  const bt = ctx.type(b);
+  const yt = ctx.type(n.outputs[0]);
+  const d = gemmDims(n, at.shape, bt.shape);
+  const cStr = c ? broadcast2d(ctx.type(c).shape, d.M, d.N) : undefined;
+  return [
+    emitGemm({
+      name: ctx.writer().name,
+      ...d,
+      transA: attrInt(n, 'transA', 0) === 1,
+      transB: attrInt(n, 'transB', 0) === 1,
+      alpha: attrFloat(n, 'alpha', 1),
+      beta: attrFloat(n, 'beta', 1),
+      a: { buffer: a, dtype: at.dtype },
+      b: { buffer: b, dtype: bt.dtype },
+      c: c && cStr ? { buffer: c, dtype: ctx.type(c).dtype, rowStride: cStr[0], colStride: cStr[1] } : undefined,
+      out: { buffer: n.outputs[0], dtype: yt.dtype },
+      target: ctx.target,
+    }),
+  ];
+}
+
+function sameDtype(n: Node, ins: ValueType[]): void {
+  const ds = ins.map((t) => t.dtype);
+  if (ds.some((d) => d !== ds[0])) throw new Error(`${n.op} '${n.name}': operands have different dtypes (${ds.join(', ')}); a cast is missing`);
+}
+
+export const gemmOps: OpRow[] = [
+  {
+    op: 'Gemm',
+    domain: '',
+    opsets: [7, 22],
+    precision: 'allow',
+    arity: [2, 3],
+    outputs: 1,
+    infer: (n, ins) => {
+      sameDtype(n, ins);
+      const d = gemmDims(n, ins[0].shape, ins[1].shape);
+      if (ins[2]) broadcast2d(ins[2].shape, d.M, d.N);
+      return [{ dtype: ins[0].dtype, shape: [d.M, d.N] }];
+    },
+    interp: (n, [a, b, c]) => {
+      const d = gemmDims(n, a.shape, b.shape);
+      const data = gemmRef(a, b, c, d, attrInt(n, 'transA', 0) === 1, attrInt(n, 'transB', 0) === 1, attrFloat(n, 'alpha', 1), attrFloat(n, 'beta', 1));
+      return [{ dtype: a.dtype, shape: [d.M, d.N], data }];
+    },
+    grad: gemmGradRule,
+    wgsl: emitGemmNode,
+  },
+  {
+    op: 'MatMul',
+    domain: '',
+    opsets: [1, 22],
+    precision: 'allow',
+    arity: [2, 2],
+    outputs: 1,
+    infer: (n, ins) => {
+      sameDtype(n, ins);
+      return [{ dtype: ins[0].dtype, shape: matmulShape(n, ins[0].shape, ins[1].shape).out }];
+    },
+    interp: (n, [a, b]) => {
+      const s = matmulShape(n, a.shape, b.shape);
+      const { M, N, K } = s;
+      const offA = batchOffsets(a.shape.slice(0, -2), s.batch, M * K);
+      const offB = batchOffsets(b.shape.slice(0, -2), s.batch, K * N);
+      const out = new Float32Array(sizeOf(s.out));
+      for (let i = 0; i < offA.length; i++) {
+        const sub = gemmRef(
+          { dtype: a.dtype, shape: [M, K], data: a.data.subarray(offA[i], offA[i] + M * K) },
+          { dtype: b.dtype, shape: [K, N], data: b.data.subarray(offB[i], offB[i] + K * N) },
+          undefined,
+          s,
+          false,
+          false,
+          1,
+          0,
+        );
+        out.set(sub, i * M * N);
+      }
+      return [{ dtype: a.dtype, shape: s.out, data: out }];
+    },
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      if (!dy) return [undefined, undefined];
+      const [a, b] = ctx.node.inputs;
+      const as = ctx.type(a).shape;
+      const bs = ctx.type(b).shape;
+      if (as.length === 2 && bs.length === 2) {
+        return [
+          ctx.emit('Gemm', [dy, b], { transB: 1 })[0],
+          ctx.emit('Gemm', [a, dy], { transA: 1 })[0],
+        ];
+      }
+      const tr = (x: string) => {
+        const r = ctx.type(x).shape.length;
+        const perm = [...Array(r).keys()];
+        [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
+        return ctx.emit('Transpose', [x], { perm })[0];
+      };
+      return [sumTo(ctx, ctx.emit('MatMul', [dy, tr(b)])[0], as), sumTo(ctx, ctx.emit('MatMul', [tr(a), dy])[0], bs)];
+    },
+    wgsl: (n, ctx) => {
+      const [a, b] = n.inputs;
+      const at = ctx.type(a);
+      const bt = ctx.type(b);
+      const s = matmulShape(n, at.shape, bt.shape);
+      const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);
+      const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
+      const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);
+      const regular = (offs: number[]) => offs.every((o, i) => o === i * uniform(offs));
+      if (!regular(offA) || !regular(offB))
+        throw new Error(`MatMul '${n.name}': batch broadcast pattern [${at.shape}] x [${bt.shape}] is not supported by the GEMM kernel yet`);
+      return [
+        emitGemm({
+          name: ctx.writer().name,
+          M: s.M,
+          N: s.N,
+          K: s.K,
+          batch: sizeOf(s.batch),
+          a: { buffer: a, dtype: at.dtype, batchStride: uniform(offA) },
+          b: { buffer: b, dtype: bt.dtype, batchStride: uniform(offB) },
+          out: { buffer: n.outputs[0], dtype: ctx.type(n.outputs[0]).dtype },
+          target: ctx.target,
+        }),
+      ];
+    },
+  },
+];

@@ -1,0 +1,43 @@
+// The op table: every operation mpc knows, one row each. The importer, the passes, the
+// interpreter and codegen look ops up here; nothing else lists op names.
+import { castOps } from './cast.js';
+import { elementwiseOps } from './elementwise.js';
+import { gemmOps } from './gemm.js';
+import { lossOps } from './loss.js';
+import { movementOps } from './movement.js';
+import { trainingOps } from './training.js';
+import type { Node } from '../ir/graph.js';
+import type { OpRow } from './types.js';
+
+const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps];
+
+const TABLE = new Map<string, OpRow>();
+for (const r of ROWS) {
+  if (TABLE.has(r.op)) throw new Error(`op table: duplicate row for ${r.op}`);
+  TABLE.set(r.op, r);
+}
+
+export function hasOp(op: string): boolean {
+  return TABLE.has(op);
+}
+
+export function opRow(op: string): OpRow {
+  const r = TABLE.get(op);
+  if (!r) throw new Error(`unsupported op ${op}`);
+  return r;
+}
+
+/** ONNX ops (not internal ones), for the importer's support check and documentation. */
+export function onnxOps(): OpRow[] {
+  return ROWS.filter((r) => r.domain === '');
+}
+
+export function allOps(): readonly OpRow[] {
+  return ROWS;
+}
+
+/** Inputs of `n` that carry floating-point data subject to precision decisions. */
+export function dataInputs(n: Node): number[] {
+  const row = opRow(n.op);
+  return row.dataInputs ?? n.inputs.map((_, i) => i);
+}

@@ -1,0 +1,111 @@
+// The shape of one row of the op table. Every pass, the interpreter and codegen read these
+// rows; none of them switches on op names.
+import type { DType } from '../ir/dtypes.js';
+import type { Attrs, AttrValue, Node, PrecisionClass } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
+import type { Kernel, Target } from '../codegen/kernel.js';
+import type { KernelWriter } from '../codegen/storage.js';
+
+export interface ValueType {
+  dtype: DType;
+  shape: number[];
+}
+
+export interface InterpCtx {
+  /** Output types as inferred (the interpreter rounds results to these). */
+  outTypes: ValueType[];
+  /** Deterministic random source for ops such as Dropout. */
+  random?: () => number;
+}
+
+export interface GradCtx {
+  node: Node;
+  /** Gradient of each output (undefined: that output does not reach the loss). */
+  dy: (string | undefined)[];
+  type(value: string): ValueType;
+  /** Adds a node computing `op` (another row of the table); returns its output names. */
+  emit(op: string, inputs: string[], attrs?: Attrs, nOutputs?: number): string[];
+  /** A constant scalar/tensor value. */
+  constant(t: Tensor): string;
+}
+
+export interface EmitCtx {
+  target: Target;
+  type(value: string): ValueType;
+  /** A writer for one kernel of this node (kernel names are made unique by codegen). */
+  writer(suffix?: string): KernelWriter;
+}
+
+export interface OpRow {
+  /** ONNX op type, or an internal op of mpc (domain 'mpc', never in an ONNX file). */
+  op: string;
+  domain: '' | 'mpc';
+  /** Supported ONNX opset range of this definition (inclusive). */
+  opsets?: [number, number];
+  precision: PrecisionClass;
+  /**
+   * Inputs that carry floating-point data and take part in precision decisions; the rest
+   * (shapes, indices, labels, scaling state) keep their dtype. Default: every input.
+   */
+  dataInputs?: number[];
+  /** Minimum / maximum number of inputs (optional inputs may be '' or missing). */
+  arity: [number, number];
+  outputs: number;
+  /** Output i shares input j's buffer: a view (Reshape) or an in-place update (optimizers). */
+  alias?: { view?: boolean; pairs: [number, number][] };
+  /**
+   * For training-state updates: input slots of the loss scaler's values. `scale` divides the
+   * gradient (unscaling), `flag` is the found-inf flag that makes the update skip the step.
+   */
+  scalerInputs?: { scale?: number; flag: number };
+  /**
+   * Shape/dtype inference. `consts[i]` holds input i's contents when it is a constant
+   * (Reshape's shape, for instance). Must throw a clear Error for invalid inputs.
+   */
+  infer(node: Node, ins: ValueType[], consts: (Tensor | undefined)[]): ValueType[];
+  /** CPU reference kernel: exact math in f64/f32; the interpreter rounds outputs. */
+  interp(node: Node, ins: Tensor[], ctx: InterpCtx): Tensor[];
+  /** Reverse-mode rule: gradients of the inputs from those of the outputs. */
+  grad?(ctx: GradCtx): (string | undefined)[];
+  /** WGSL emitter. Absent for views (no kernel) and compile-time-only ops. */
+  wgsl?(node: Node, ctx: EmitCtx): Kernel[];
+}
+
+// Attribute accessors with defaults and clear errors.
+export function attrInt(n: Node, key: string, dflt?: number): number {
+  const v = n.attrs[key];
+  if (v === undefined) {
+    if (dflt === undefined) throw new Error(`${n.op} '${n.name}': missing attribute ${key}`);
+    return dflt;
+  }
+  if (typeof v !== 'number') throw new Error(`${n.op} '${n.name}': attribute ${key} must be a number`);
+  return v;
+}
+
+export const attrFloat = attrInt;
+
+export function attrInts(n: Node, key: string, dflt?: number[]): number[] {
+  const v: AttrValue | undefined = n.attrs[key];
+  if (v === undefined) {
+    if (dflt === undefined) throw new Error(`${n.op} '${n.name}': missing attribute ${key}`);
+    return dflt;
+  }
+  if (!Array.isArray(v)) throw new Error(`${n.op} '${n.name}': attribute ${key} must be a list`);
+  return v as number[];
+}
+
+export function attrString(n: Node, key: string, dflt?: string): string {
+  const v = n.attrs[key];
+  if (v === undefined) {
+    if (dflt === undefined) throw new Error(`${n.op} '${n.name}': missing attribute ${key}`);
+    return dflt;
+  }
+  if (typeof v !== 'string') throw new Error(`${n.op} '${n.name}': attribute ${key} must be a string`);
+  return v;
+}
+
+export function attrTensor(n: Node, key: string): Tensor {
+  const v = n.attrs[key];
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${n.op} '${n.name}': attribute ${key} must be a tensor`);
+  return v as Tensor;
+}

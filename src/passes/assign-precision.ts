@@ -1,0 +1,51 @@
+// Decides, node by node, the dtype each op computes in (allow / follow / deny classes from
+// the op table, moved by the policy). Values are not changed here: insert-casts applies it.
+//
+// allow:  the policy's low type, accumulating in f32.
+// deny:   f32.
+// follow: the widest type among its activation inputs (parameters and constants do not
+//         vote: their f32 is a storage decision, not a precision signal).
+import { isFloat, type DType } from '../ir/dtypes.js';
+import { classOf, widest } from '../ir/policy.js';
+import { dataInputs, opRow } from '../ops/table.js';
+import type { Pass } from './pass.js';
+
+export const assignPrecision: Pass = {
+  name: 'assign-precision',
+  doc: 'choose each node\'s compute dtype from its class (allow/follow/deny) and the policy',
+  run(g, ctx) {
+    const cur = new Map<string, DType>();
+    for (const [k, v] of g.values) cur.set(k, v.dtype);
+    for (const n of g.nodes) {
+      const row = opRow(n.op);
+      const { cls, reason } = classOf(ctx.policy, n, row.precision);
+      const floats = dataInputs(n).map((i) => n.inputs[i]).filter((v) => v && isFloat(cur.get(v)!));
+      let compute: DType | undefined;
+      if (cls === 'allow') compute = ctx.policy.low;
+      else if (cls === 'deny') compute = 'f32';
+      else if (cls === 'follow') {
+        const voters = floats.filter((v) => g.values.get(v)!.role === 'activation' || g.values.get(v)!.role === 'input');
+        const pool = voters.length ? voters : floats;
+        compute = pool.length ? pool.map((v) => cur.get(v)!).reduce(widest) : undefined;
+      } else if (cls === 'cast') compute = g.values.get(n.outputs[0])!.dtype;
+      if (compute === undefined) continue;
+      n.prec = { cls, compute, reason };
+      if (cls === 'allow' && compute !== 'f32') n.prec.accum = 'f32';
+      if (cls !== 'cast' && cls !== 'none')
+        for (const o of n.outputs) if (o && isFloat(cur.get(o) ?? 'f32')) cur.set(o, compute);
+    }
+    return g;
+  },
+  check: (g, ctx) => {
+    const errs: string[] = [];
+    for (const n of g.nodes) {
+      const cls = opRow(n.op).precision;
+      const hasFloat = n.inputs.some((i) => i && isFloat(g.values.get(i)!.dtype));
+      if ((cls === 'allow' || cls === 'deny' || cls === 'follow') && hasFloat && !n.prec) errs.push(`node '${n.name}' has no precision`);
+      if (n.prec?.cls === 'allow' && n.prec.compute !== ctx.policy.low) errs.push(`allow node '${n.name}' computes in ${n.prec.compute}`);
+      if (n.prec?.cls === 'allow' && n.prec.compute !== 'f32' && n.prec.accum !== 'f32') errs.push(`low-precision GEMM '${n.name}' does not accumulate in f32`);
+      if (n.prec?.cls === 'deny' && n.prec.compute !== 'f32') errs.push(`deny node '${n.name}' computes in ${n.prec.compute}`);
+    }
+    return errs;
+  },
+};

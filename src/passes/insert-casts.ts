@@ -1,0 +1,76 @@
+// Makes the precision decisions real: every data operand gets its consumer's compute dtype
+// through a Cast, one Cast per (value, dtype) shared by all consumers, placed before the
+// first of them. Graph outputs keep their declared dtype (a final Cast when needed).
+import { isFloat, type DType } from '../ir/dtypes.js';
+import { addNode, inferNode } from '../ir/build.js';
+import { freshName } from '../ir/graph.js';
+import { castAttrs, castTarget } from '../ops/cast.js';
+import { dataInputs } from '../ops/table.js';
+import type { Pass } from './pass.js';
+
+export const insertCasts: Pass = {
+  name: 'insert-casts',
+  doc: 'insert one Cast per (value, dtype) where an operand\'s dtype differs from its consumer\'s',
+  run(g) {
+    const made = new Map<string, string>(); // `${value}|${dtype}` -> cast output
+    for (let i = 0; i < g.nodes.length; i++) {
+      const n = g.nodes[i];
+      if (n.prec && n.prec.cls !== 'cast' && n.prec.cls !== 'none') {
+        for (const k of dataInputs(n)) {
+          const v = n.inputs[k];
+          if (!v) continue;
+          const dt = g.values.get(v)!.dtype;
+          if (!isFloat(dt) || dt === n.prec.compute) continue;
+          const key = `${v}|${n.prec.compute}`;
+          let c = made.get(key);
+          if (!c) {
+            c = addNode(g, 'Cast', [v], {
+              name: freshName(g, `${v}.${n.prec.compute}`),
+              outputNames: [freshName(g, `${v}.${n.prec.compute}`)],
+              attrs: castAttrs(n.prec.compute),
+              prec: { cls: 'cast', compute: n.prec.compute, reason: 'insert-casts' },
+              at: i,
+            })[0];
+            made.set(key, c);
+            i++;
+          }
+          n.inputs[k] = c;
+        }
+      }
+      inferNode(g, n);
+    }
+    // Graph outputs keep their declared dtype.
+    for (const o of g.outputs) {
+      const want = g.meta[`declared:${o}`] as DType | undefined;
+      const v = g.values.get(o)!;
+      if (!want || v.dtype === want || !isFloat(v.dtype)) continue;
+      const inner = freshName(g, `${o}.${v.dtype}`);
+      g.values.set(inner, { ...v, name: inner });
+      g.values.delete(o);
+      for (const n of g.nodes) {
+        n.outputs = n.outputs.map((x) => (x === o ? inner : x));
+        n.inputs = n.inputs.map((x) => (x === o ? inner : x));
+      }
+      addNode(g, 'Cast', [inner], { name: `${o}.cast`, outputNames: [o], attrs: castAttrs(want), prec: { cls: 'cast', compute: want, reason: 'keep output type' } });
+    }
+    return g;
+  },
+  check: (g) => {
+    const errs: string[] = [];
+    const seen = new Set<string>();
+    for (const n of g.nodes) {
+      if (n.op === 'Cast') {
+        const key = `${n.inputs[0]}|${castTarget(n)}`;
+        if (seen.has(key)) errs.push(`more than one Cast of '${n.inputs[0]}' to ${castTarget(n)}`);
+        seen.add(key);
+      }
+      if (!n.prec || n.prec.cls === 'cast' || n.prec.cls === 'none') continue;
+      for (const k of dataInputs(n)) {
+        const v = n.inputs[k];
+        const dt = v ? g.values.get(v)!.dtype : undefined;
+        if (v && dt && isFloat(dt) && dt !== n.prec.compute) errs.push(`'${n.name}' reads '${v}' as ${dt}, computes in ${n.prec.compute}`);
+      }
+    }
+    return errs;
+  },
+};

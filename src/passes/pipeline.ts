@@ -1,0 +1,53 @@
+// The order of the passes, in one list. `mpc inspect --after NAME` stops after any of them.
+import { assertValid } from '../ir/verify.js';
+import { cloneGraph, type Graph } from '../ir/graph.js';
+import { addLoss } from './add-loss.js';
+import { assignPrecision } from './assign-precision.js';
+import { autodiff } from './autodiff.js';
+import { bindDims } from './bind-dims.js';
+import { emulateDtypes } from './emulate-dtypes.js';
+import { inferTypes } from './infer-types.js';
+import { insertCasts } from './insert-casts.js';
+import { lossScaling } from './loss-scaling.js';
+import { optimizer } from './optimizer.js';
+import type { Pass, PassCtx } from './pass.js';
+
+/** Training step: forward, loss, backward, optimizer, loss scaling. */
+export const TRAIN_PIPELINE: readonly Pass[] = [
+  bindDims,
+  inferTypes,
+  addLoss,
+  assignPrecision,
+  insertCasts,
+  autodiff,
+  optimizer,
+  lossScaling,
+  emulateDtypes,
+];
+
+/** Inference: the forward graph in the same precision. */
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, inferTypes, assignPrecision, insertCasts, emulateDtypes];
+
+export class PostConditionError extends Error {}
+
+export interface PipelineOpts {
+  /** Stop after this pass. */
+  after?: string;
+  /** Called with the graph after each pass. */
+  onPass?: (pass: Pass, g: Graph) => void;
+}
+
+export function runPipeline(g: Graph, ctx: PassCtx, passes: readonly Pass[], opts: PipelineOpts = {}): Graph {
+  if (opts.after && !passes.some((p) => p.name === opts.after))
+    throw new Error(`unknown pass '${opts.after}' (passes: ${passes.map((p) => p.name).join(', ')})`);
+  let cur = g;
+  for (const p of passes) {
+    cur = p.run(cloneGraph(cur), ctx);
+    assertValid(cur, p.name);
+    const errs = p.check?.(cur, ctx) ?? [];
+    if (errs.length) throw new PostConditionError(`post-condition of ${p.name} violated:\n  ${errs.join('\n  ')}`);
+    opts.onPass?.(p, cur);
+    if (p.name === opts.after) break;
+  }
+  return cur;
+}

@@ -1,0 +1,120 @@
+// A compiled program on a WebGPU device: its buffers, one pipeline per distinct kernel
+// file, one bind group per kernel, and schedules encoded as a single compute pass.
+import { sizeOf, type Tensor } from '../ir/tensor.js';
+import type { ProgramBuffer, ProgramKernel, Schedule } from '../codegen/program.js';
+import { compileShader, type Gpu } from './device.js';
+import { packValues, unpackValues } from './layout-io.js';
+
+export interface ProgramSpec {
+  buffers: ProgramBuffer[];
+  kernels: ProgramKernel[];
+  schedules: Record<string, Schedule>;
+  /** WGSL text of each kernel file. */
+  files: Map<string, string>;
+}
+
+export class GpuProgram {
+  private constructor(
+    readonly gpu: Gpu,
+    readonly spec: ProgramSpec,
+    readonly buffers: GPUBuffer[],
+    private readonly pipelines: GPUComputePipeline[],
+    private readonly bindGroups: GPUBindGroup[],
+  ) {}
+
+  static async create(gpu: Gpu, spec: ProgramSpec): Promise<GpuProgram> {
+    const { device } = gpu;
+    const needsF16 = spec.buffers.some((b) => b.layout.elem === 'f16');
+    if (needsF16 && !gpu.hasF16)
+      throw new Error(`this program stores f16 natively, but the adapter (${gpu.adapterName}) lacks shader-f16: recompile with --f16-storage packed`);
+    device.pushErrorScope('validation');
+    device.pushErrorScope('out-of-memory');
+    const buffers = spec.buffers.map((b) =>
+      device.createBuffer({ label: b.name, size: b.bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }),
+    );
+    const byFile = new Map<string, GPUComputePipeline>();
+    for (const [file, wgsl] of spec.files) {
+      const module = await compileShader(device, wgsl, file);
+      byFile.set(file, await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }));
+    }
+    const pipelines = spec.kernels.map((k) => byFile.get(k.file)!);
+    const bindGroups = spec.kernels.map((k, i) =>
+      device.createBindGroup({
+        label: k.name,
+        layout: pipelines[i].getBindGroupLayout(0),
+        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: buffers[b.buffer] } })),
+      }),
+    );
+    const oom = await device.popErrorScope();
+    const validation = await device.popErrorScope();
+    const err = validation ?? oom;
+    if (err) {
+      for (const b of buffers) b.destroy();
+      throw new Error(`WebGPU error while loading the program: ${err.message}`);
+    }
+    return new GpuProgram(gpu, spec, buffers, pipelines, bindGroups);
+  }
+
+  bufferIndex(name: string): number {
+    const i = this.spec.buffers.findIndex((b) => b.name === name);
+    if (i < 0) throw new Error(`program has no buffer '${name}'`);
+    return i;
+  }
+
+  /** Writes logical values (converted to the buffer's layout). */
+  write(buffer: number, values: ArrayLike<number>): void {
+    const b = this.spec.buffers[buffer];
+    const n = sizeOf(b.shape);
+    if (values.length !== n) throw new Error(`buffer '${b.name}' holds ${n} values, got ${values.length}`);
+    const bytes = packValues(b.dtype, b.layout, values, b.bytes);
+    this.gpu.device.queue.writeBuffer(this.buffers[buffer], 0, bytes);
+  }
+
+  /** Encodes every kernel of a schedule, `times` over, in one compute pass, and submits. */
+  run(schedule: string, times = 1): void {
+    const s = this.spec.schedules[schedule];
+    if (!s) throw new Error(`program has no schedule '${schedule}'`);
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (let t = 0; t < times; t++)
+      for (const k of s.kernels) {
+        pass.setPipeline(this.pipelines[k]);
+        pass.setBindGroup(0, this.bindGroups[k]);
+        const d = this.spec.kernels[k].dispatch;
+        pass.dispatchWorkgroups(d[0], d[1], d[2]);
+      }
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  /** Reads buffers back (one submission for all of them). */
+  async read(buffers: number[]): Promise<Tensor[]> {
+    const { device } = this.gpu;
+    const enc = device.createCommandEncoder();
+    const staging = buffers.map((i) => {
+      const s = device.createBuffer({ size: this.spec.buffers[i].bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      enc.copyBufferToBuffer(this.buffers[i], 0, s, 0, this.spec.buffers[i].bytes);
+      return s;
+    });
+    device.queue.submit([enc.finish()]);
+    const out: Tensor[] = [];
+    for (const [k, i] of buffers.entries()) {
+      const s = staging[k];
+      await s.mapAsync(GPUMapMode.READ);
+      const b = this.spec.buffers[i];
+      const bytes = new Uint8Array(s.getMappedRange().slice(0));
+      s.unmap();
+      s.destroy();
+      out.push({ dtype: b.dtype, shape: [...b.shape], data: unpackValues(b.dtype, b.layout, bytes, sizeOf(b.shape)) });
+    }
+    return out;
+  }
+
+  async sync(): Promise<void> {
+    await this.gpu.device.queue.onSubmittedWorkDone();
+  }
+
+  destroy(): void {
+    for (const b of this.buffers) b.destroy();
+  }
+}
