@@ -94,3 +94,19 @@ export function setDtype(g: Graph, name: string, dtype: DType): void {
   if (!v) throw new Error(`unknown value '${name}'`);
   v.dtype = dtype;
 }
+
+/** Renames a value everywhere (its entry, producers, consumers, graph outputs). */
+export function renameValue(g: Graph, from: string, to: string): void {
+  const v = g.values.get(from);
+  if (!v) throw new Error(`unknown value '${from}'`);
+  if (g.values.has(to)) throw new Error(`value '${to}' already exists`);
+  g.values.delete(from);
+  g.values.set(to, { ...v, name: to });
+  const sub = (x: string) => (x === from ? to : x);
+  for (const n of g.nodes) {
+    n.inputs = n.inputs.map(sub);
+    n.outputs = n.outputs.map(sub);
+  }
+  g.outputs = g.outputs.map(sub);
+  g.updates = g.updates.map((u) => ({ state: sub(u.state), next: sub(u.next) }));
+}

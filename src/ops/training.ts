@@ -14,6 +14,36 @@ import { attrFloat, attrInt, type EmitCtx, type OpRow, type ValueType } from './
 export const HPARAM = { lr: 0, momentum: 1, beta1: 1, beta2: 2, eps: 3, weightDecay: 4 } as const;
 export const HPARAM_COUNT = 8;
 
+/**
+ * b^t for an integer step t by repeated squaring, every product rounded to f32: the GPU
+ * runs the same sequence of multiplications (WGSL's pow is exp2(log2) and loses ~1e-4 of
+ * the bias correction 1 - b2^t at small t).
+ */
+export function powIntF32(b: number, t: number): number {
+  const f = Math.fround;
+  let base = f(b);
+  let r = 1;
+  for (let e = t; e > 0; e = Math.floor(e / 2)) {
+    if (e % 2 === 1) r = f(r * base);
+    base = f(base * base);
+  }
+  return r;
+}
+
+const WGSL_POW_INT = `fn pow_int(b: f32, t: i32) -> f32 {
+  var base = b;
+  var r = 1.0;
+  var e = t;
+  loop {
+    if (e <= 0) { break; }
+    if ((e & 1) == 1) { r = r * base; }
+    base = base * base;
+    e = e >> 1u;
+  }
+  return r;
+}
+`;
+
 const same = (t: ValueType): ValueType => ({ dtype: t.dtype, shape: [...t.shape] });
 const isNonFinite = (v: number) => !Number.isFinite(v);
 const skipped = (flag: Tensor | undefined) => flag !== undefined && flag.data[0] !== 0;
@@ -115,8 +145,8 @@ export const trainingOps: OpRow[] = [
       const f = Math.fround;
       const [lr, b1, b2, eps, wd] = [HPARAM.lr, HPARAM.beta1, HPARAM.beta2, HPARAM.eps, HPARAM.weightDecay].map((i) => hp.data[i]);
       const decoupled = attrInt(n, 'decoupled', 0) === 1;
-      const bc1 = f(1 - f(Math.pow(b1, t)));
-      const bc2 = f(1 - f(Math.pow(b2, t)));
+      const bc1 = f(1 - powIntF32(b1, t));
+      const bc2 = f(1 - powIntF32(b2, t));
       const stepSize = f(lr / bc1);
       const bc2Sqrt = f(Math.sqrt(bc2));
       const np = new Float32Array(p.data.length);
@@ -140,16 +170,17 @@ export const trainingOps: OpRow[] = [
         const hp = w.bind(n.inputs[5], 'f32', 'read');
         const h = (k: number) => w.load(hp, `${k}u`);
         const decoupled = attrInt(n, 'decoupled', 0) === 1;
+        w.define(WGSL_POW_INT);
         return [
           `let lr = ${h(HPARAM.lr)}; let b1 = ${h(HPARAM.beta1)}; let b2 = ${h(HPARAM.beta2)};`,
           `let eps = ${h(HPARAM.eps)}; let wd = ${h(HPARAM.weightDecay)};`,
-          `let t = f32(${w.load(step, '0u')});`,
+          `let t = ${w.load(step, '0u')};`,
           `var p = ${w.load(b.p, 'flat')};`,
           decoupled ? 'p = p * (1.0 - lr * wd);' : 'g = g + wd * p;',
           `let m = b1 * ${w.load(b.s0, 'flat')} + (1.0 - b1) * g;`,
           `let v = b2 * ${w.load(b.s1, 'flat')} + (1.0 - b2) * g * g;`,
-          `let step_size = lr / (1.0 - pow(b1, t));`,
-          `let denom = sqrt(v) / sqrt(1.0 - pow(b2, t)) + eps;`,
+          `let step_size = lr / (1.0 - pow_int(b1, t));`,
+          `let denom = sqrt(v) / sqrt(1.0 - pow_int(b2, t)) + eps;`,
           w.store(b.s0, 'flat', 'm'),
           w.store(b.s1, 'flat', 'v'),
           w.store(b.p, 'flat', 'p - step_size * (m / denom)'),

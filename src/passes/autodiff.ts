@@ -6,7 +6,7 @@
 // constant that the loss-scaling pass may replace with the loss scale.
 import { isFloat } from '../ir/dtypes.js';
 import { addConst, addNode, typeOf } from '../ir/build.js';
-import type { Graph, Node, Precision } from '../ir/graph.js';
+import { liveNodes, type Graph, type Node, type Precision } from '../ir/graph.js';
 import { opRow } from '../ops/table.js';
 import type { GradCtx } from '../ops/types.js';
 import type { Pass } from './pass.js';
@@ -80,6 +80,11 @@ export const autodiff: Pass = {
       if (g.values.get(d)!.dtype !== g.values.get(p)!.dtype) throw new Error(`gradient of '${p}' is ${g.values.get(d)!.dtype}, expected ${g.values.get(p)!.dtype}`);
       out[p] = d;
     }
+    // Drop gradient work nothing needs (e.g. the gradient of the model input).
+    const live = liveNodes(g, [...g.outputs, ...Object.values(out)]);
+    const fwd = new Set(forward);
+    g.nodes = g.nodes.filter((n) => fwd.has(n) || live.has(n));
+    for (const [name, v] of [...g.values]) if (v.role === 'activation' && !g.nodes.some((n) => n.outputs.includes(name))) g.values.delete(name);
     const meta: GradMeta = { seed, params: out };
     g.meta.grads = meta;
     return g;

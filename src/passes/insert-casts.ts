@@ -2,7 +2,7 @@
 // through a Cast, one Cast per (value, dtype) shared by all consumers, placed before the
 // first of them. Graph outputs keep their declared dtype (a final Cast when needed).
 import { isFloat, type DType } from '../ir/dtypes.js';
-import { addNode, inferNode } from '../ir/build.js';
+import { addNode, inferNode, renameValue } from '../ir/build.js';
 import { freshName } from '../ir/graph.js';
 import { castAttrs, castTarget } from '../ops/cast.js';
 import { dataInputs } from '../ops/table.js';
@@ -39,19 +39,19 @@ export const insertCasts: Pass = {
       }
       inferNode(g, n);
     }
-    // Graph outputs keep their declared dtype.
-    for (const o of g.outputs) {
+    // Graph outputs keep their declared dtype: the producer's result gets another name and
+    // the output name goes to a Cast (reusing one made above for another consumer).
+    for (const o of [...g.outputs]) {
       const want = g.meta[`declared:${o}`] as DType | undefined;
       const v = g.values.get(o)!;
       if (!want || v.dtype === want || !isFloat(v.dtype)) continue;
       const inner = freshName(g, `${o}.${v.dtype}`);
-      g.values.set(inner, { ...v, name: inner });
-      g.values.delete(o);
-      for (const n of g.nodes) {
-        n.outputs = n.outputs.map((x) => (x === o ? inner : x));
-        n.inputs = n.inputs.map((x) => (x === o ? inner : x));
-      }
-      addNode(g, 'Cast', [inner], { name: `${o}.cast`, outputNames: [o], attrs: castAttrs(want), prec: { cls: 'cast', compute: want, reason: 'keep output type' } });
+      const existing = made.get(`${o}|${want}`);
+      g.outputs = g.outputs.map((x) => (x === o ? `\0${o}` : x)); // keep the output slot while renaming
+      renameValue(g, o, inner);
+      if (existing) renameValue(g, existing, o);
+      else addNode(g, 'Cast', [inner], { name: `${o}.cast`, outputNames: [o], attrs: castAttrs(want), prec: { cls: 'cast', compute: want, reason: 'keep output type' } });
+      g.outputs = g.outputs.map((x) => (x === `\0${o}` ? o : x));
     }
     return g;
   },

@@ -154,7 +154,8 @@ function u(n: number): string {
 /** `x * stride` as a WGSL term, folded for strides 0 and 1. */
 function scaled(x: string, stride: number): string {
   if (stride === 0) return '0u';
-  return stride === 1 ? x : `${x} * ${u(stride)}`;
+  if (stride === 1) return x;
+  return /^[\w.]+$/.test(x) ? `${x} * ${u(stride)}` : `(${x}) * ${u(stride)}`;
 }
 
 function sum(terms: string[]): string {
@@ -266,15 +267,15 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
   // One block of `steps` k-steps starting at k0: lane l holds A[row_i, k0 + l] in a_i.
   const block = (steps: number, ka: string): string[] => {
     const lines: string[] = [];
-    for (let i = 0; i < TM; i++) lines.push(`let a${i} = ${loadA(g, `row${i}`, ka)};`);
+    for (let i = 0; i < TM; i++) lines.push(`let av${i} = ${loadA(g, `row${i}`, ka)};`);
     for (let s = 0; s < steps; s++) {
-      for (let j = 0; j < TN; j++) lines.push(`let b${s}_${j} = ${loadB(g, `k0 + ${u(s)}`, `col${j}`)};`);
+      for (let j = 0; j < TN; j++) lines.push(`let bv${s}_${j} = ${loadB(g, `k0 + ${u(s)}`, `col${j}`)};`);
       for (let i = 0; i < TM; i++) {
-        const av = `subgroupBroadcast(a${i}, ${u(s)})`;
-        if (TN === 1) lines.push(`acc${i}_0 = fma(${av}, b${s}_0, acc${i}_0);`);
+        const av = `subgroupBroadcast(av${i}, ${u(s)})`;
+        if (TN === 1) lines.push(`acc${i}_0 = fma(${av}, bv${s}_0, acc${i}_0);`);
         else {
           lines.push(`{ let x = ${av};`);
-          for (let j = 0; j < TN; j++) lines.push(`  acc${i}_${j} = fma(x, b${s}_${j}, acc${i}_${j});`);
+          for (let j = 0; j < TN; j++) lines.push(`  acc${i}_${j} = fma(x, bv${s}_${j}, acc${i}_${j});`);
           lines.push('}');
         }
       }
@@ -314,10 +315,10 @@ function blockedKernel(g: Gen, perWord: number): Kernel {
 
   const step = (k: string): string[] => {
     const lines: string[] = [];
-    for (let i = 0; i < TM; i++) lines.push(`let a${i} = ${loadA(g, `row${i}`, k)};`);
-    for (let j = 0; j < TN; j++) lines.push(`let b${j} = ${loadB(g, k, `col${j}`)};`);
+    for (let i = 0; i < TM; i++) lines.push(`let av${i} = ${loadA(g, `row${i}`, k)};`);
+    for (let j = 0; j < TN; j++) lines.push(`let bv${j} = ${loadB(g, k, `col${j}`)};`);
     for (let i = 0; i < TM; i++)
-      lines.push(Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' '));
+      lines.push(Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(av${i}, bv${j}, acc${i}_${j});`).join(' '));
     return lines;
   };
   const scope = (k: string) => ['{', ...step(k).map((l) => `  ${l}`), '}'];
