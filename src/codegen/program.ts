@@ -4,8 +4,8 @@
 // Buffers: one per value, except that views (Reshape, Flatten...) and in-place updates
 // (optimizer, loss scaler) share their input's buffer. The two graphs never run at the same
 // time, so a value with the same name, dtype and shape in both uses one buffer.
-import { isFloat, type DType } from '../ir/dtypes.js';
-import { staticShape, type Graph, type Node, type ValueRole } from '../ir/graph.js';
+import type { DType } from '../ir/dtypes.js';
+import { staticShape, type Graph, type ValueRole } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
 import type { EmitCtx } from '../ops/types.js';
@@ -115,7 +115,7 @@ export function generate(graphs: Record<string, Graph>, target: Target): Codegen
   const files = new Map<string, string>();
   const fileOf = new Map<string, string>(); // wgsl -> file
   const schedules: Record<string, Schedule> = {};
-  const add = (k: Kernel, g: Graph, map: Record<string, number>, node: string): number => {
+  const add = (k: Kernel, map: Record<string, number>, node: string): number => {
     let file = fileOf.get(k.wgsl);
     if (!file) {
       file = `${String(files.size).padStart(3, '0')}_${k.name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 60)}.wgsl`;
@@ -128,7 +128,6 @@ export function generate(graphs: Record<string, Graph>, target: Target): Codegen
       return { buffer: idx, access: b.access };
     });
     kernels.push({ name: k.name, file, workgroupSize: k.workgroupSize, dispatch: k.dispatch, bindings, node });
-    void g;
     return kernels.length - 1;
   };
 
@@ -150,12 +149,12 @@ export function generate(graphs: Record<string, Graph>, target: Target): Codegen
         type,
         writer: (suffix) => new KernelWriter(`${gname}.${n.name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
       };
-      for (const k of row.wgsl(n, ctx)) list.push(add(k, g, map, n.name));
+      for (const k of row.wgsl(n, ctx)) list.push(add(k, map, n.name));
     }
     // State updates that did not happen in place get a copy at the end of the step.
     for (const u of g.updates) {
       if (map[u.state] === map[u.next]) continue;
-      list.push(add(copyKernel(u.next, u.state, g.values.get(u.state)!.dtype, sizeOf(staticShape(g.values.get(u.state)!)), target), g, map, `update ${u.state}`));
+      list.push(add(copyKernel(u.next, u.state, g.values.get(u.state)!.dtype, sizeOf(staticShape(g.values.get(u.state)!)), target), map, `update ${u.state}`));
     }
     const io = (names: string[]) => Object.fromEntries(names.map((v) => [v, map[v]]));
     schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs) };
@@ -176,16 +175,3 @@ function copyKernel(from: string, to: string, dtype: DType, count: number, targe
     dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)),
   });
 }
-
-/** Bytes of device memory by role and dtype (for `mpc compile`'s summary). */
-export function memorySummary(buffers: ProgramBuffer[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const b of buffers) out[b.role] = (out[b.role] ?? 0) + b.bytes;
-  return out;
-}
-
-export function isFloatBuffer(b: ProgramBuffer): boolean {
-  return isFloat(b.dtype);
-}
-
-export type { Node };

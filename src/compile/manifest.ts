@@ -7,6 +7,7 @@ import { opRow } from '../ops/table.js';
 import { castTarget } from '../ops/cast.js';
 import type { CodegenResult } from '../codegen/program.js';
 import type { PassCtx } from '../passes/pass.js';
+import type { Fp8Tensor } from '../passes/quantize-fp8.js';
 
 export interface ManifestTensor {
   name: string;
@@ -24,10 +25,12 @@ export interface Manifest {
   lossScale: PassCtx['lossScale'];
   tensors: { train: ManifestTensor[]; eval: ManifestTensor[] };
   casts: { graph: string; node: string; value: string; from: string; to: string }[];
+  /** Every fp8 tensor of the training step: format, scaling recipe and its state buffers. */
+  fp8: Fp8Tensor[];
   memory: {
     /** Device bytes of all buffers, by role. */
     byRole: Record<string, number>;
-    /** Bytes of the operands of allow-class (GEMM-like) ops in the training step, at their compiled dtype and in f32. */
+    /** Bytes of the matrix operands of allow-class (GEMM-like) ops in the training step, at their compiled dtype and in f32. */
     gemmOperands: { bytes: number; f32Bytes: number };
   };
 }
@@ -67,8 +70,9 @@ export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, c
   let f32Bytes = 0;
   const seen = new Set<string>();
   for (const n of train.nodes) {
-    if (n.prec?.cls !== 'allow') continue;
-    for (const i of n.inputs) {
+    if (n.prec?.cls !== 'allow' || !opRow(n.op).fp8) continue;
+    // The two matrix operands of GEMM-like rows (a bias or an inverse scale is not a GEMM operand).
+    for (const i of n.inputs.slice(0, 2)) {
       const v = i ? train.values.get(i) : undefined;
       if (!v || seen.has(i) || !isFloat(v.dtype)) continue;
       seen.add(i);
@@ -83,6 +87,7 @@ export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, c
     lossScale: ctx.lossScale,
     tensors: { train: tensorsOf(train, 'train', code), eval: tensorsOf(evalG, 'eval', code) },
     casts,
+    fp8: (train.meta.fp8 as Fp8Tensor[] | undefined) ?? [],
     memory: { byRole, gemmOperands: { bytes, f32Bytes } },
   };
 }

@@ -1,6 +1,6 @@
 // Compile options as the CLI and the library see them, with the defaults in one place.
 import { makePolicy, type ClassOverride } from '../ir/policy.js';
-import type { LossKind, LossScaleConfig, OptimizerConfig, PassCtx } from '../passes/pass.js';
+import type { Fp8Config, LossKind, LossScaleConfig, OptimizerConfig, PassCtx } from '../passes/pass.js';
 import type { Target } from '../codegen/kernel.js';
 
 export interface CompileOptions {
@@ -13,8 +13,13 @@ export interface CompileOptions {
   /** 'dynamic' | 'none' | 'static:N'; default from the policy. */
   lossScale?: string;
   growthInterval?: number;
+  fp8?: Partial<Fp8Config>;
+  /** fp8 policy: the type of everything that is not an fp8 GEMM operand (default bf16). */
+  fp8High?: 'bf16' | 'f16';
   target?: Partial<Target>;
 }
+
+export const FP8_DEFAULTS: Fp8Config = { scaling: 'delayed', amax: 'max', history: 16, margin: 0 };
 
 export const DEFAULT_BATCH = 128;
 
@@ -36,7 +41,14 @@ export function parseLossScale(s: string, growthInterval?: number): LossScaleCon
 }
 
 export function passCtx(o: CompileOptions): PassCtx {
-  const policy = makePolicy(o.policy, o.overrides);
+  let policy = makePolicy(o.policy, o.overrides);
+  if (o.fp8High === 'f16') {
+    if (!policy.fp8) throw new Error('--fp8-high applies to the fp8 policy only');
+    policy = { ...policy, low: 'f16', lossScale: 'dynamic' };
+  }
+  const fp8 = { ...FP8_DEFAULTS, ...stripUndefined(o.fp8 ?? {}) };
+  if (!Number.isInteger(fp8.history) || fp8.history < 1) throw new Error('--fp8-history must be a positive integer');
+  if (!Number.isInteger(fp8.margin) || fp8.margin < 0) throw new Error('--fp8-margin must be a non-negative integer');
   const kind = o.optimizer?.kind ?? 'adam';
   const optimizer = { ...OPTIMIZER_DEFAULTS[kind], ...stripUndefined(o.optimizer ?? {}) } as OptimizerConfig;
   return {
@@ -46,6 +58,7 @@ export function passCtx(o: CompileOptions): PassCtx {
     loss: o.loss ?? 'cross_entropy',
     optimizer,
     lossScale: parseLossScale(o.lossScale ?? policy.lossScale, o.growthInterval),
+    fp8,
     target: { f16: true, ...stripUndefined(o.target ?? {}) },
   };
 }

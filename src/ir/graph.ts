@@ -52,6 +52,8 @@ export interface Node {
   prec?: Precision;
   /** Set by emulate-dtypes: the dtype arithmetic really happens in on the target. */
   arith?: DType;
+  /** Part of the training step the node belongs to (set by autodiff for gradient nodes). */
+  phase?: 'backward';
 }
 
 /** A state value and the value holding its contents after one step. */

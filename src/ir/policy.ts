@@ -9,6 +9,8 @@ export interface PolicyPreset {
   /** Type of allow-class ops (and of follow ops fed by them). */
   low: DType;
   lossScale: 'dynamic' | 'none';
+  /** GEMM-like ops take fp8 operands (the quantize-fp8 pass). */
+  fp8?: boolean;
   doc: string;
 }
 
@@ -16,6 +18,13 @@ export const POLICY_PRESETS: Readonly<Record<string, PolicyPreset>> = {
   fp32: { name: 'fp32', low: 'f32', lossScale: 'none', doc: 'everything in f32' },
   fp16: { name: 'fp16', low: 'f16', lossScale: 'dynamic', doc: 'GEMMs in f16 with f32 accumulation, dynamic loss scaling' },
   bf16: { name: 'bf16', low: 'bf16', lossScale: 'none', doc: 'GEMMs in bf16 with f32 accumulation, no loss scaling' },
+  fp8: {
+    name: 'fp8',
+    low: 'bf16',
+    lossScale: 'none',
+    fp8: true,
+    doc: 'GEMM operands in fp8 (E4M3 forward, E5M2 gradients) with per-tensor scaling, f32 accumulation; everything else bf16',
+  },
 };
 
 export interface ClassOverride {

@@ -1,6 +1,7 @@
 // GEMM-like ops: ONNX Gemm and MatMul (with batch broadcasting). Both run in the policy's
 // low-precision type and accumulate in f32; both lower to the one GEMM kernel emitter.
 import { broadcastShapes, sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
+import { fromOnnx, type DType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { emitGemm } from '../codegen/kernels/gemm.js';
 import { sumTo } from './elementwise.js';
@@ -131,8 +132,32 @@ function emitGemmNode(n: Node, ctx: EmitCtx) {
 }
 
 function sameDtype(n: Node, ins: ValueType[]): void {
-  const ds = ins.map((t) => t.dtype);
+  const ds = ins.filter(Boolean).map((t) => t.dtype);
   if (ds.some((d) => d !== ds[0])) throw new Error(`${n.op} '${n.name}': operands have different dtypes (${ds.join(', ')}); a cast is missing`);
+}
+
+const FP8_SPEC = { operands: [0, 1] as [number, number], scaleInputs: [3, 4] as [number, number] };
+
+/** fp8 operands come with their inverse scales (inputs 3, 4); the output type is attribute `to`. */
+function isFp8(n: Node): boolean {
+  return Boolean(n.inputs[3] && n.inputs[4]);
+}
+
+/** Output dtype; checks operand dtypes (fp8 operands may differ: E4M3 x E5M2). */
+function gemmOutDtype(n: Node, ins: ValueType[]): DType {
+  if (!isFp8(n)) {
+    sameDtype(n, ins.slice(0, 3));
+    return ins[0].dtype;
+  }
+  for (const k of [0, 1])
+    if (ins[k].dtype !== 'f8e4m3fn' && ins[k].dtype !== 'f8e5m2') throw new Error(`${n.op} '${n.name}': operand ${k} must be fp8 when inverse scales are given`);
+  return fromOnnx(attrInt(n, 'to'));
+}
+
+/** Factor applied to the f32 sum: alpha, times the operands' inverse scales under fp8. */
+function sumScale(n: Node, ins: (Tensor | undefined)[]): number {
+  const alpha = attrFloat(n, 'alpha', 1);
+  return isFp8(n) ? Math.fround(Math.fround(alpha * ins[3]!.data[0]) * ins[4]!.data[0]) : alpha;
 }
 
 export const gemmOps: OpRow[] = [
@@ -141,18 +166,21 @@ export const gemmOps: OpRow[] = [
     domain: '',
     opsets: [7, 22],
     precision: 'allow',
-    arity: [2, 3],
+    // Inputs 3 and 4 (inverse scales of fp8 operands) are internal to mpc.
+    arity: [2, 5],
     outputs: 1,
+    fp8: FP8_SPEC,
     infer: (n, ins) => {
-      sameDtype(n, ins);
+      const dtype = gemmOutDtype(n, ins);
       const d = gemmDims(n, ins[0].shape, ins[1].shape);
       if (ins[2]) broadcast2d(ins[2].shape, d.M, d.N);
-      return [{ dtype: ins[0].dtype, shape: [d.M, d.N] }];
+      return [{ dtype, shape: [d.M, d.N] }];
     },
-    interp: (n, [a, b, c]) => {
+    interp: (n, ins, ctx) => {
+      const [a, b, c] = ins;
       const d = gemmDims(n, a.shape, b.shape);
-      const data = gemmRef(a, b, c, d, attrInt(n, 'transA', 0) === 1, attrInt(n, 'transB', 0) === 1, attrFloat(n, 'alpha', 1), attrFloat(n, 'beta', 1));
-      return [{ dtype: a.dtype, shape: [d.M, d.N], data }];
+      const data = gemmRef(a, b, c, d, attrInt(n, 'transA', 0) === 1, attrInt(n, 'transB', 0) === 1, sumScale(n, ins), attrFloat(n, 'beta', 1));
+      return [{ dtype: ctx.outTypes[0].dtype, shape: [d.M, d.N], data }];
     },
     grad: gemmGradRule,
     wgsl: emitGemmNode,
@@ -162,13 +190,14 @@ export const gemmOps: OpRow[] = [
     domain: '',
     opsets: [1, 22],
     precision: 'allow',
-    arity: [2, 2],
+    // Inputs 3 and 4 (inverse scales of fp8 operands) are internal to mpc; input 2 stays empty.
+    arity: [2, 5],
     outputs: 1,
-    infer: (n, ins) => {
-      sameDtype(n, ins);
-      return [{ dtype: ins[0].dtype, shape: matmulShape(n, ins[0].shape, ins[1].shape).out }];
-    },
-    interp: (n, [a, b]) => {
+    fp8: FP8_SPEC,
+    infer: (n, ins) => [{ dtype: gemmOutDtype(n, ins), shape: matmulShape(n, ins[0].shape, ins[1].shape).out }],
+    interp: (n, ins, ctx) => {
+      const [a, b] = ins;
+      const alpha = sumScale(n, ins);
       const s = matmulShape(n, a.shape, b.shape);
       const { M, N, K } = s;
       const offA = batchOffsets(a.shape.slice(0, -2), s.batch, M * K);
@@ -182,12 +211,12 @@ export const gemmOps: OpRow[] = [
           s,
           false,
           false,
-          1,
+          alpha,
           0,
         );
         out.set(sub, i * M * N);
       }
-      return [{ dtype: a.dtype, shape: s.out, data: out }];
+      return [{ dtype: ctx.outTypes[0].dtype, shape: s.out, data: out }];
     },
     grad: (ctx) => {
       const dy = ctx.dy[0];

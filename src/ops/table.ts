@@ -2,6 +2,7 @@
 // interpreter and codegen look ops up here; nothing else lists op names.
 import { castOps } from './cast.js';
 import { elementwiseOps } from './elementwise.js';
+import { fp8Ops } from './fp8.js';
 import { gemmOps } from './gemm.js';
 import { lossOps } from './loss.js';
 import { movementOps } from './movement.js';
@@ -9,7 +10,7 @@ import { trainingOps } from './training.js';
 import type { Node } from '../ir/graph.js';
 import type { OpRow } from './types.js';
 
-const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps];
+const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps, ...fp8Ops];
 
 const TABLE = new Map<string, OpRow>();
 for (const r of ROWS) {

@@ -59,6 +59,11 @@ export interface OpRow {
    */
   scalerInputs?: { scale?: number; flag: number };
   /**
+   * GEMM-like ops under the fp8 policy: which inputs become fp8 and where their inverse
+   * scales go (the quantize-fp8 pass fills them; attribute `to` then gives the output type).
+   */
+  fp8?: { operands: [number, number]; scaleInputs: [number, number] };
+  /**
    * Shape/dtype inference. `consts[i]` holds input i's contents when it is a constant
    * (Reshape's shape, for instance). Must throw a clear Error for invalid inputs.
    */

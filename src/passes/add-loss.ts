@@ -14,10 +14,20 @@ export const addLoss: Pass = {
     const pt = typeOf(g, pred);
     let label: string;
     if (ctx.loss === 'cross_entropy') {
-      if (pt.shape.length !== 2) throw new Error(`cross_entropy needs [batch, classes] logits; output '${pred}' is [${pt.shape}]`);
+      // Logits [batch, classes], or [batch, ..., classes] for sequence models: the positions
+      // are flattened into the batch and `labels` has the logits' shape without classes.
+      if (pt.shape.length < 2) throw new Error(`cross_entropy needs [batch, classes] logits; output '${pred}' is [${pt.shape}]`);
       label = 'labels';
-      g.values.set(label, { name: label, dtype: 'i64', shape: [pt.shape[0]], role: 'input' });
-      addNode(g, 'SoftmaxCrossEntropyLoss', [pred, label], { outputNames: [LOSS], attrs: { reduction: 'mean' } });
+      const lead = pt.shape.slice(0, -1);
+      g.values.set(label, { name: label, dtype: 'i64', shape: lead, role: 'input' });
+      let scores = pred;
+      let flat = label;
+      if (lead.length > 1) {
+        const rows = lead.reduce((a, b) => a * b, 1);
+        scores = addNode(g, 'mpc.View', [pred], { name: `${pred}.rows`, attrs: { shape: [rows, pt.shape[pt.shape.length - 1]] } })[0];
+        flat = addNode(g, 'mpc.View', [label], { name: 'labels.rows', attrs: { shape: [rows] } })[0];
+      }
+      addNode(g, 'SoftmaxCrossEntropyLoss', [scores, flat], { outputNames: [LOSS], attrs: { reduction: 'mean' } });
     } else {
       label = 'target';
       g.values.set(label, { name: label, dtype: pt.dtype, shape: [...pt.shape], role: 'input' });

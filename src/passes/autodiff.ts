@@ -41,7 +41,10 @@ export const autodiff: Pass = {
       const list = contributions.get(v);
       if (!list || list.length === 0) return undefined;
       let acc = list[0];
-      for (const c of list.slice(1)) acc = addNode(g, 'Add', [acc, c], { name: `${v}.grad_sum`, prec })[0];
+      for (const c of list.slice(1)) {
+        acc = addNode(g, 'Add', [acc, c], { name: `${v}.grad_sum`, prec })[0];
+        g.nodes[g.nodes.length - 1].phase = 'backward';
+      }
       contributions.set(v, [acc]);
       return acc;
     };
@@ -61,6 +64,7 @@ export const autodiff: Pass = {
           const outs = addNode(g, op, inputs, { attrs, outputs: nOutputs, name: `${n.name}.grad` });
           const made = g.nodes[g.nodes.length - 1];
           made.prec = gradPrecision(made, n, g);
+          made.phase = 'backward';
           return outs;
         },
         constant: (t) => addConst(g, `${n.name}.grad_const`, t),

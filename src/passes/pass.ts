@@ -22,6 +22,14 @@ export type LossScaleConfig =
   | { kind: 'static'; scale: number }
   | { kind: 'dynamic'; init: number; growthInterval: number; growthFactor: number; backoffFactor: number };
 
+export interface Fp8Config {
+  /** delayed: scale from the amax history of earlier steps; current: from this tensor. */
+  scaling: 'delayed' | 'current';
+  amax: 'max' | 'most_recent';
+  history: number;
+  margin: number;
+}
+
 export interface PassCtx {
   policy: Policy;
   /** Values for symbolic dimensions; `batch` binds every input's leading symbolic dimension. */
@@ -30,6 +38,7 @@ export interface PassCtx {
   loss: LossKind;
   optimizer: OptimizerConfig;
   lossScale: LossScaleConfig;
+  fp8: Fp8Config;
   target: Target;
 }
 

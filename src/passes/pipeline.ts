@@ -10,6 +10,7 @@ import { inferTypes } from './infer-types.js';
 import { insertCasts } from './insert-casts.js';
 import { lossScaling } from './loss-scaling.js';
 import { optimizer } from './optimizer.js';
+import { quantizeFp8 } from './quantize-fp8.js';
 import type { Pass, PassCtx } from './pass.js';
 
 /** Training step: forward, loss, backward, optimizer, loss scaling. */
@@ -20,13 +21,14 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
   assignPrecision,
   insertCasts,
   autodiff,
+  quantizeFp8,
   optimizer,
   lossScaling,
   emulateDtypes,
 ];
 
 /** Inference: the forward graph in the same precision. */
-export const EVAL_PIPELINE: readonly Pass[] = [bindDims, inferTypes, assignPrecision, insertCasts, emulateDtypes];
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, inferTypes, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
 
 export class PostConditionError extends Error {}
 

@@ -1,0 +1,210 @@
+// fp8 with per-tensor scaling (Transformer Engine's recipe): the statistics of a tensor,
+// its quantization with a scale, and the scale update from an amax history.
+//
+//   stats = Fp8Stats(x, scale)        [amax, saturated fraction, flushed fraction, scale used]
+//   q, sinv = QuantizeFp8(x, stats)   q = fp8(x * s) (saturating), sinv = 1 / s
+//   history', scale' = UpdateFp8Scale(history, scale, stats)   after the step
+//
+// Delayed scaling uses the scale from earlier steps (the state); current scaling derives it
+// from this tensor's own amax inside Fp8Stats. scale = (fp8_max / amax) / 2^margin; a zero
+// or non-finite amax, or a non-finite result, keeps the previous scale.
+import { encode, floatInfo, fromOnnx, type FloatDType } from '../ir/dtypes.js';
+import type { Node } from '../ir/graph.js';
+import { sizeOf } from '../ir/tensor.js';
+import { f32Lit, mapKernel } from '../codegen/storage.js';
+import { attrInt, attrString, type OpRow } from './types.js';
+
+export const FP8_STATS = 4;
+const WG = 256;
+
+function format(n: Node): FloatDType {
+  const d = fromOnnx(attrInt(n, 'to'));
+  if (d !== 'f8e4m3fn' && d !== 'f8e5m2') throw new Error(`${n.op} '${n.name}': format must be an fp8 type, got ${d}`);
+  return d;
+}
+
+/** The scale from an amax, or `prev` when the amax (or the result) is unusable. */
+export function scaleFromAmax(amax: number, fmax: number, margin: number, prev: number): number {
+  if (!(amax > 0) || !Number.isFinite(amax)) return prev;
+  const s = Math.fround(Math.fround(fmax / amax) / Math.fround(2 ** margin));
+  return Number.isFinite(s) && s > 0 ? s : prev;
+}
+
+const WGSL_SCALE_FROM_AMAX = (fmax: number, margin: number) => `fn scale_from_amax(amax: f32, prev: f32) -> f32 {
+  let ab = bitcast<u32>(amax);
+  if (!(amax > 0.0) || (ab & 0x7f800000u) == 0x7f800000u) { return prev; }
+  let s = (${f32Lit(fmax)} / amax) / ${f32Lit(2 ** margin)};
+  if ((bitcast<u32>(s) & 0x7f800000u) == 0x7f800000u || !(s > 0.0)) { return prev; }
+  return s;
+}
+`;
+
+function statsRef(x: ArrayLike<number>, fmt: FloatDType, s: number): [number, number] {
+  let sat = 0;
+  let flush = 0;
+  const fmax = floatInfo(fmt).maxFinite;
+  const zeroMask = (1 << (floatInfo(fmt).bits - 1)) - 1;
+  for (let i = 0; i < x.length; i++) {
+    const v = Math.fround(x[i] * s);
+    if (Math.abs(v) > fmax) sat++;
+    else if (x[i] !== 0 && (encode(fmt, v) & zeroMask) === 0) flush++;
+  }
+  return [sat / Math.max(x.length, 1), flush / Math.max(x.length, 1)];
+}
+
+export const fp8Ops: OpRow[] = [
+  {
+    // inputs: x, scale f32[1]; attrs: to (fp8 ONNX type), current (0|1), margin
+    op: 'mpc.Fp8Stats',
+    domain: 'mpc',
+    precision: 'none',
+    arity: [2, 2],
+    outputs: 1,
+    infer: () => [{ dtype: 'f32', shape: [FP8_STATS] }],
+    interp: (n, [x, scale]) => {
+      const fmt = format(n);
+      let amax = 0;
+      let bad = false;
+      for (const v of x.data) {
+        if (!Number.isFinite(v)) bad = true;
+        else amax = Math.max(amax, Math.abs(v));
+      }
+      if (bad) amax = NaN;
+      const s = attrInt(n, 'current', 0) === 1 ? scaleFromAmax(amax, floatInfo(fmt).maxFinite, attrInt(n, 'margin', 0), scale.data[0]) : scale.data[0];
+      const [sat, flush] = statsRef(x.data, fmt, s);
+      return [{ dtype: 'f32', shape: [FP8_STATS], data: new Float32Array([amax, sat, flush, s]) }];
+    },
+    wgsl: (n, ctx) => {
+      const w = ctx.writer();
+      const fmt = format(n);
+      const fi = floatInfo(fmt);
+      const xt = ctx.type(n.inputs[0]);
+      const count = sizeOf(xt.shape);
+      const x = w.bind(n.inputs[0], xt.dtype, 'read');
+      const sc = w.bind(n.inputs[1], 'f32', 'read');
+      const out = w.bind(n.outputs[0], 'f32', 'read_write');
+      const toBits = w.use(`to_bits_${fmt}`);
+      w.define(`var<workgroup> red_f: array<f32, ${WG}>;\nvar<workgroup> red_a: array<u32, ${WG}>;\nvar<workgroup> red_b: array<u32, ${WG}>;\n`);
+      w.define(WGSL_SCALE_FROM_AMAX(fi.maxFinite, attrInt(n, 'margin', 0)));
+      const current = attrInt(n, 'current', 0) === 1;
+      const reduce = (arr: string, op: (a: string, b: string) => string) =>
+        `workgroupBarrier();\nfor (var k = ${WG / 2}u; k > 0u; k = k >> 1u) {\n  if (t < k) { ${arr}[t] = ${op(`${arr}[t]`, `${arr}[t + k]`)}; }\n  workgroupBarrier();\n}`;
+      const body = `let t = lid.x;
+var m = 0.0;
+var bad = 0u;
+for (var i = t; i < ${count}u; i += ${WG}u) {
+  let v = ${w.load(x, 'i')};
+  if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) { bad = 1u; } else { m = max(m, abs(v)); }
+}
+red_f[t] = m;
+red_a[t] = bad;
+${reduce('red_f', (a, b) => `max(${a}, ${b})`)}
+${reduce('red_a', (a, b) => `max(${a}, ${b})`)}
+var amax = red_f[0];
+if (red_a[0] != 0u) { amax = bitcast<f32>(0x7fc00000u); }
+let s = ${current ? `scale_from_amax(amax, ${sc}[0])` : `${sc}[0]`};
+workgroupBarrier();
+var ns = 0u;
+var nf = 0u;
+for (var i = t; i < ${count}u; i += ${WG}u) {
+  let v = ${w.load(x, 'i')};
+  let q = v * s;
+  if (abs(q) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
+  else if (v != 0.0 && (${toBits}(q) & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }
+}
+red_a[t] = ns;
+red_b[t] = nf;
+${reduce('red_a', (a, b) => `${a} + ${b}`)}
+${reduce('red_b', (a, b) => `${a} + ${b}`)}
+if (t == 0u) {
+  ${out}[0] = amax;
+  ${out}[1] = f32(red_a[0]) / ${f32Lit(Math.max(count, 1))};
+  ${out}[2] = f32(red_b[0]) / ${f32Lit(Math.max(count, 1))};
+  ${out}[3] = s;
+}`;
+      return [w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [1, 1, 1] })];
+    },
+  },
+  {
+    // inputs: x, stats; attrs: to. outputs: q (fp8), scale_inv f32[1]
+    op: 'mpc.QuantizeFp8',
+    domain: 'mpc',
+    precision: 'none',
+    arity: [2, 2],
+    outputs: 2,
+    infer: (n, [x]) => [
+      { dtype: format(n), shape: [...x.shape] },
+      { dtype: 'f32', shape: [1] },
+    ],
+    interp: (n, [x, stats]) => {
+      const s = stats.data[3];
+      const data = Float32Array.from(x.data, (v) => Math.fround(v * s));
+      return [
+        { dtype: format(n), shape: [...x.shape], data }, // the interpreter rounds (saturating) to fp8
+        { dtype: 'f32', shape: [1], data: new Float32Array([Math.fround(1 / s)]) },
+      ];
+    },
+    wgsl: (n, ctx) => {
+      const fmt = format(n);
+      const xt = ctx.type(n.inputs[0]);
+      const w = ctx.writer('q');
+      const x = w.bind(n.inputs[0], xt.dtype, 'read');
+      const st = w.bind(n.inputs[1], 'f32', 'read');
+      const q = mapKernel(w, { out: n.outputs[0], outDtype: fmt, count: sizeOf(xt.shape), compute: `return ${w.load(x, 'i')} * ${st}[3];` });
+      const w2 = ctx.writer('inv');
+      const st2 = w2.bind(n.inputs[1], 'f32', 'read');
+      const inv = mapKernel(w2, { out: n.outputs[1], outDtype: 'f32', count: 1, compute: `return 1.0 / ${st2}[3];` });
+      return [q, inv];
+    },
+  },
+  {
+    // inputs: amax history f32[H], scale f32[1], stats; attrs: to, amax ('max'|'most_recent'), margin, current
+    // outputs (in place): history', scale'
+    op: 'mpc.UpdateFp8Scale',
+    domain: 'mpc',
+    precision: 'none',
+    arity: [3, 3],
+    outputs: 2,
+    alias: { pairs: [[0, 0], [1, 1]] },
+    infer: (_n, [h, s]) => [
+      { dtype: 'f32', shape: [...h.shape] },
+      { dtype: 'f32', shape: [...s.shape] },
+    ],
+    interp: (n, [h, s, stats]) => {
+      const hist = new Float32Array(h.data.length);
+      hist.set(h.data.subarray(0, hist.length - 1), 1);
+      hist[0] = stats.data[0];
+      let scale: number;
+      if (attrInt(n, 'current', 0) === 1) scale = stats.data[3];
+      else {
+        let amax = hist[0];
+        if (attrString(n, 'amax', 'max') === 'max') for (const v of hist) amax = Number.isNaN(v) || Number.isNaN(amax) ? NaN : Math.max(amax, v);
+        scale = scaleFromAmax(amax, floatInfo(format(n)).maxFinite, attrInt(n, 'margin', 0), s.data[0]);
+      }
+      return [
+        { dtype: 'f32', shape: [...h.shape], data: hist },
+        { dtype: 'f32', shape: [...s.shape], data: new Float32Array([scale]) },
+      ];
+    },
+    wgsl: (n, ctx) => {
+      const w = ctx.writer();
+      const H = sizeOf(ctx.type(n.inputs[0]).shape);
+      const h = w.bind(n.inputs[0], 'f32', 'read_write');
+      const s = w.bind(n.inputs[1], 'f32', 'read_write');
+      const st = w.bind(n.inputs[2], 'f32', 'read');
+      w.define(WGSL_SCALE_FROM_AMAX(floatInfo(format(n)).maxFinite, attrInt(n, 'margin', 0)));
+      const useMax = attrString(n, 'amax', 'max') === 'max';
+      const body =
+        attrInt(n, 'current', 0) === 1
+          ? `if (flat > 0u) { return; }\nfor (var i = ${H - 1}u; i > 0u; i--) { ${h}[i] = ${h}[i - 1u]; }\n${h}[0] = ${st}[0];\n${s}[0] = ${st}[3];`
+          : `if (flat > 0u) { return; }
+for (var i = ${H - 1}u; i > 0u; i--) { ${h}[i] = ${h}[i - 1u]; }
+${h}[0] = ${st}[0];
+var amax = ${h}[0];
+var bad = (bitcast<u32>(amax) & 0x7f800000u) == 0x7f800000u;
+${useMax ? `for (var i = 1u; i < ${H}u; i++) { let v = ${h}[i]; if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) { bad = true; } amax = max(amax, v); }` : ''}
+if (!bad) { ${s}[0] = scale_from_amax(amax, ${s}[0]); }`;
+      return [w.finish({ body, workgroupSize: [1, 1, 1], dispatch: [1, 1, 1] })];
+    },
+  },
+];

@@ -1,0 +1,106 @@
+// fp8 policy (Transformer Engine's HYBRID recipe): the operands of GEMM-like ops (rows with
+// an `fp8` entry) are quantized to fp8 with per-tensor scaling — E4M3 for activations and
+// weights, E5M2 for gradients (values produced by the backward pass) — and the GEMM gets
+// their inverse scales, accumulates in f32 and writes the policy's high-precision type.
+// One quantization per (value, format): a weight quantized for the forward GEMM is reused,
+// transposed by the GEMM's flags, by the backward GEMM that needs it.
+//
+// Every fp8 tensor has scaling state: `scale` (f32[1]) and an amax history (f32[H]).
+// Fp8Stats measures the tensor each step (amax; saturated and flushed fractions) and, with
+// current scaling, derives the scale from it; UpdateFp8Scale, after the step, shifts the
+// amax into the history and computes the next delayed scale. Inference graphs read the
+// state but never update it.
+import { toOnnx, type DType } from '../ir/dtypes.js';
+import { addNode, addState, inferNode } from '../ir/build.js';
+import { producers } from '../ir/graph.js';
+import { zeros, fromArray } from '../ir/tensor.js';
+import { opRow } from '../ops/table.js';
+import type { Pass } from './pass.js';
+
+export interface Fp8Tensor {
+  value: string;
+  format: DType;
+  recipe: 'delayed' | 'current';
+  amax: 'max' | 'most_recent';
+  history: number;
+  margin: number;
+  /** State and per-step values. */
+  scale: string;
+  amaxHistory: string;
+  stats: string;
+  quantized: string;
+  scaleInv: string;
+  producer: string;
+  consumers: string[];
+}
+
+export const quantizeFp8: Pass = {
+  name: 'quantize-fp8',
+  doc: 'fp8 policy: quantize GEMM operands (E4M3 forward, E5M2 gradients) with per-tensor scaling state',
+  run(g, ctx) {
+    if (!ctx.policy.fp8) return g;
+    const cfg = ctx.fp8;
+    const training = g.meta.grads !== undefined;
+    const prod = producers(g);
+    const made = new Map<string, Fp8Tensor>();
+    const order: Fp8Tensor[] = [];
+    for (let i = 0; i < g.nodes.length; i++) {
+      const n = g.nodes[i];
+      const spec = opRow(n.op).fp8;
+      if (!spec || n.prec?.cls !== 'allow') continue;
+      const outDtype = g.values.get(n.outputs[0])!.dtype;
+      spec.operands.forEach((k, j) => {
+        const v = n.inputs[k];
+        const format: DType = prod.get(v)?.phase === 'backward' ? 'f8e5m2' : 'f8e4m3fn';
+        const key = `${v}|${format}`;
+        let t = made.get(key);
+        if (!t) {
+          const base = `${v}.${format}`;
+          const scale = addState(g, `${base}.scale`, fromArray('f32', [1], [1]));
+          const amaxHistory = addState(g, `${base}.amax_history`, zeros('f32', [cfg.history]));
+          const attrs = { to: toOnnx(format), current: cfg.scaling === 'current' ? 1 : 0, margin: cfg.margin };
+          const stats = addNode(g, 'mpc.Fp8Stats', [v, scale], { name: `${base}.stats`, outputNames: [`${base}.stats`], attrs, at: i++ })[0];
+          const [quantized, scaleInv] = addNode(g, 'mpc.QuantizeFp8', [v, stats], {
+            name: `${base}.quantize`,
+            outputNames: [`${base}.q`, `${base}.scale_inv`],
+            attrs: { to: toOnnx(format) },
+            at: i++,
+          });
+          t = { value: v, format, recipe: cfg.scaling, amax: cfg.amax, history: cfg.history, margin: cfg.margin, scale, amaxHistory, stats, quantized, scaleInv, producer: prod.get(v)?.name ?? v, consumers: [] };
+          made.set(key, t);
+          order.push(t);
+        }
+        t.consumers.push(n.name);
+        n.inputs[k] = t.quantized;
+        while (n.inputs.length <= spec.scaleInputs[j]) n.inputs.push('');
+        n.inputs[spec.scaleInputs[j]] = t.scaleInv;
+      });
+      n.attrs.to = toOnnx(outDtype);
+      inferNode(g, n);
+    }
+    if (training)
+      for (const t of order) {
+        const [h, s] = addNode(g, 'mpc.UpdateFp8Scale', [t.amaxHistory, t.scale, t.stats], {
+          name: `${t.value}.${t.format}.update_scale`,
+          attrs: { to: toOnnx(t.format), amax: t.amax, margin: t.margin, current: t.recipe === 'current' ? 1 : 0 },
+        });
+        g.updates.push({ state: t.amaxHistory, next: h }, { state: t.scale, next: s });
+      }
+    g.meta.fp8 = order;
+    return g;
+  },
+  check: (g, ctx) => {
+    if (!ctx.policy.fp8) return [];
+    const errs: string[] = [];
+    for (const n of g.nodes) {
+      const spec = opRow(n.op).fp8;
+      if (!spec || n.prec?.cls !== 'allow') continue;
+      spec.operands.forEach((k, j) => {
+        const d = g.values.get(n.inputs[k])!.dtype;
+        if (d !== 'f8e4m3fn' && d !== 'f8e5m2') errs.push(`GEMM '${n.name}' operand ${k} is ${d}, not fp8`);
+        if (!n.inputs[spec.scaleInputs[j]]) errs.push(`GEMM '${n.name}' has no inverse scale for operand ${k}`);
+      });
+    }
+    return errs;
+  },
+};
