@@ -1,13 +1,13 @@
 // The mpc command line.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { compileModel, writeCompiled } from '../compile/compile.js';
+import { compileModel, lowerModel, writeCompiled } from '../compile/compile.js';
 import type { CompileOptions } from '../compile/options.js';
 import { DEFAULT_BATCH, passCtx } from '../compile/options.js';
 import { parseOverride, POLICY_PRESETS, type ClassOverride } from '../ir/policy.js';
 import { printGraph } from '../ir/print.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
-import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE } from '../passes/pipeline.js';
-import { reportError } from './errors.js';
+import { EVAL_PIPELINE, TRAIN_PIPELINE } from '../passes/pipeline.js';
+import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
 import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
 
 interface CompileCliOpts {
@@ -90,16 +90,18 @@ function asInput<T>(f: () => T): T {
 }
 
 export function buildCli(): Command {
-  const program = new Command('mpc')
-    .description('Mixed-precision training compiler: ONNX model + precision policy -> WGSL kernels and a WebGPU training program')
-    .version('0.1.0')
-    .showHelpAfterError()
-    .configureOutput({ outputError: (s, write) => write(`mpc: ${s.replace(/^error: /, '')}`) })
-    .exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2));
+  // Usage errors are one line (no help text after them) with exit code 2; subcommands
+  // inherit this and get their own help hint.
+  const program = oneLineUsageErrors(
+    new Command('mpc')
+      .description('Mixed-precision training compiler: ONNX model + precision policy -> WGSL kernels and a WebGPU training program')
+      .version('0.1.0'),
+    'mpc --help',
+  ).exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : EXIT_USAGE));
+  const sub = (name: string) => oneLineUsageErrors(program.command(name), `mpc ${name} --help`);
 
   addCompileOptions(
-    program
-      .command('compile')
+    sub('compile')
       .description('lower a model and write kernels/, program.json, manifest.json, init.safetensors and train.mjs')
       .argument('<model.onnx>', 'ONNX model')
       .requiredOption('-o, --out <dir>', 'output folder (created; replaced if it holds an earlier mpc output)'),
@@ -127,8 +129,7 @@ export function buildCli(): Command {
     );
 
   addCompileOptions(
-    program
-      .command('inspect')
+    sub('inspect')
       .description('print the lowered IR after a pass (default: after the last one)')
       .argument('[model.onnx]', 'ONNX model')
       .option('--after <pass>', 'stop after this pass')
@@ -145,17 +146,23 @@ export function buildCli(): Command {
       if (o.after && !passes.some((p) => p.name === o.after))
         throw new InputError(`unknown pass '${o.after}' for the ${o.graph} graph (passes: ${passes.map((p) => p.name).join(', ')})`);
       const ctx = asInput(() => passCtx(compileOptions(o)));
-      const g = runPipeline(importOnnxFile(model), ctx, passes, { after: o.after });
+      const g = lowerModel(importOnnxFile(model), ctx, passes, model, { after: o.after });
       process.stdout.write(`# ${o.graph} graph after ${o.after ?? passes[passes.length - 1].name}, policy ${ctx.policy.name}\n${printGraph(g)}`);
     }),
   );
 
-  addTrainOptions(program.command('train').description('run a compiled training program').argument('<dir>', 'output folder of mpc compile')).action(
+  addTrainOptions(sub('train').description('run a compiled training program').argument('<dir>', 'output folder of mpc compile')).action(
     run((dir: string, o: TrainCliOpts) => trainAction(dir, o)),
   );
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv.length <= 2) {
+    // commander would print the whole help on stderr; a usage error is one line.
+    process.stderr.write(`mpc: no command given (compile, inspect or train); see 'mpc --help'\n`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
   await buildCli().parseAsync(argv);
 }

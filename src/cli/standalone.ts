@@ -2,15 +2,15 @@
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { addTrainOptions, trainAction, type TrainCliOpts } from './train-command.js';
-import { reportError } from './errors.js';
+import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
 
 export async function main(dirUrl: URL, argv: string[]): Promise<number> {
   const dir = fileURLToPath(dirUrl);
-  const cmd = addTrainOptions(new Command('train.mjs').description(`train the program in ${dir}`)).exitOverride();
+  const cmd = oneLineUsageErrors(addTrainOptions(new Command('train.mjs').description(`train the program in ${dir}`)), 'node train.mjs --help').exitOverride();
   try {
     cmd.parse(argv, { from: 'user' });
   } catch (e) {
-    return (e as { exitCode?: number }).exitCode === 0 ? 0 : 2;
+    return (e as { exitCode?: number }).exitCode === 0 ? 0 : EXIT_USAGE;
   }
   try {
     await trainAction(dir, cmd.opts<TrainCliOpts>());

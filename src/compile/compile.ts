@@ -2,7 +2,7 @@
 // manifest.json, init.safetensors, ir.*.json and train.mjs in an output folder. The folder
 // is written under a temporary name and renamed at the end: a failure leaves no half-written
 // output behind.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Graph } from '../ir/graph.js';
@@ -10,7 +10,8 @@ import { staticShape } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { graphToJson } from '../ir/serialize.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
-import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE } from '../passes/pipeline.js';
+import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE, type PipelineOpts } from '../passes/pipeline.js';
+import type { Pass, PassCtx } from '../passes/pass.js';
 import type { GradMeta } from '../passes/autodiff.js';
 import { HPARAMS, STEP } from '../passes/optimizer.js';
 import { SCALE, SKIPPED } from '../passes/loss-scaling.js';
@@ -61,8 +62,8 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   if (imported.inputs.length !== 1 || imported.outputs.length < 1)
     throw new InputError(`${modelPath}: mpc trains models with one data input and at least one output (found ${imported.inputs.length} inputs)`);
   const ctx = passCtx(opts);
-  const train = runPipeline(imported, ctx, TRAIN_PIPELINE, { onPass: (p) => onPass?.('train', p.name) });
-  const evalG = runPipeline(imported, ctx, EVAL_PIPELINE, { onPass: (p) => onPass?.('eval', p.name) });
+  const train = lowerModel(imported, ctx, TRAIN_PIPELINE, modelPath, { onPass: (p) => onPass?.('train', p.name) });
+  const evalG = lowerModel(imported, ctx, EVAL_PIPELINE, modelPath, { onPass: (p) => onPass?.('eval', p.name) });
   const code = generate({ train, eval: evalG }, ctx.target);
   const tb = code.bufferOf.train;
   const grads = (train.meta.grads as GradMeta | undefined)?.params ?? {};
@@ -97,6 +98,32 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init };
 }
 
+/** Passes whose failures are the model's fault (a dimension left open, inconsistent shapes). */
+const MODEL_PASSES = new Set(['bind-dims', 'infer-types']);
+
+/**
+ * runPipeline on an imported model. A failure while binding dimensions or inferring shapes
+ * comes from the model (Gemm operands that do not fit, a Reshape to a computed shape...), so
+ * it is an input error, reported as one line that names the model; a failure in a later
+ * pass stays an internal error (an mpc bug).
+ */
+export function lowerModel(g: Graph, ctx: PassCtx, passes: readonly Pass[], label: string, opts: PipelineOpts = {}): Graph {
+  let done = 0;
+  try {
+    return runPipeline(g, ctx, passes, {
+      ...opts,
+      onPass: (p, cur) => {
+        done++;
+        opts.onPass?.(p, cur);
+      },
+    });
+  } catch (e) {
+    const failing = passes[done]?.name;
+    if (!(e instanceof InputError) && !MODEL_PASSES.has(failing)) throw e;
+    throw new InputError(`${label}: ${(e as Error).message.trim().replace(/\s*\n\s*/g, ' ')}`);
+  }
+}
+
 function trainScript(): string {
   const home = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
   const root = basename(home) === 'dist' ? dirname(home) : home;
@@ -119,21 +146,77 @@ process.exitCode = await runtime.main(new URL('.', import.meta.url), process.arg
 `;
 }
 
-/** Writes the compiled program into `outDir`, atomically (temp folder + rename). */
+/** Why a file-system call on the output failed, in words. */
+function fsReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    EACCES: 'permission denied',
+    EPERM: 'permission denied',
+    EROFS: 'read-only file system',
+    ENOTDIR: 'a part of the path is a file, not a folder',
+    EEXIST: 'a part of the path is a file, not a folder',
+    ENOSPC: 'no space left on the device',
+    EDQUOT: 'disk quota exceeded',
+  };
+  return code ? `${words[code] ? `${words[code]}, ` : ''}${code}` : (e as Error).message;
+}
+
+/** The earlier program in `dir` (an output of mpc compile), or undefined when there is none. */
+function earlierProgram(dir: string): Partial<ProgramFile> | undefined {
+  try {
+    const p = JSON.parse(readFileSync(join(dir, 'program.json'), 'utf8')) as Partial<ProgramFile>;
+    return p.format === PROGRAM_FORMAT ? p : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Files `mpc train` writes into an output folder (trained weights, checkpoints). */
+const TRAIN_OUTPUT = /^[^.][^/]*\.safetensors$/;
+
+/** What writeCompiled puts in the output folder (beside the names in program.files). */
+const COMPILE_FILES = ['kernels', 'program.json', 'manifest.json', 'train.mjs'];
+
+/**
+ * Writes the compiled program into `outDir`, atomically: into a temporary folder beside it,
+ * then renamed into place. An earlier mpc output there is replaced (moved aside until the new
+ * one is in place, so a failure leaves it intact); any other non-empty folder or a file is
+ * refused untouched.
+ */
 export function writeCompiled(outDir: string, c: Compiled): void {
   const out = resolve(outDir);
-  if (existsSync(out)) {
-    const entries = readdirSync(out);
-    if (entries.length && !entries.includes('program.json'))
-      throw new InputError(`${outDir}: exists and is not an mpc output folder; choose another -o or empty it`);
+  let st: Stats | undefined;
+  try {
+    st = statSync(out);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new InputError(`${outDir}: cannot use as the output folder (${fsReason(e)})`);
+  }
+  if (st && !st.isDirectory()) throw new InputError(`${outDir}: exists and is not a folder; choose another -o`);
+  const entries = st ? readdirSync(out) : [];
+  // Weights and checkpoints that `mpc train` wrote into an earlier output are keyed by ONNX
+  // initializer name, so they stay valid for the new program: they are carried over.
+  let carried: string[] = [];
+  if (entries.length) {
+    // Replace an earlier output only when everything else in it is compile's own: a model
+    // or notes put there since would be lost.
+    const earlier = earlierProgram(out);
+    if (!earlier) throw new InputError(`${outDir}: exists and is not an mpc output folder; choose another -o or empty it`);
+    const own = new Set([...COMPILE_FILES, ...Object.values(earlier.files ?? {})]);
+    carried = entries.filter((e) => !own.has(e) && TRAIN_OUTPUT.test(e));
+    const foreign = entries.filter((e) => !own.has(e) && !TRAIN_OUTPUT.test(e));
+    if (foreign.length)
+      throw new InputError(
+        `${outDir}: holds an earlier mpc output plus files that compile did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? `, +${foreign.length - 3} more` : ''}); move them away or choose another -o`,
+      );
   }
   const parent = dirname(out);
   try {
     mkdirSync(parent, { recursive: true });
   } catch (e) {
-    throw new InputError(`${outDir}: cannot create the parent folder (${(e as NodeJS.ErrnoException).code})`);
+    throw new InputError(`${outDir}: cannot create the parent folder (${fsReason(e)})`);
   }
   const tmp = join(parent, `.${basename(out)}.tmp-${process.pid}`);
+  const old = join(parent, `.${basename(out)}.old-${process.pid}`);
   try {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(join(tmp, 'kernels'), { recursive: true });
@@ -144,13 +227,26 @@ export function writeCompiled(outDir: string, c: Compiled): void {
     writeFileSync(join(tmp, c.program.files.evalGraph), JSON.stringify(graphToJson(c.eval)) + '\n');
     writeFileSync(join(tmp, c.program.files.init), encodeTensors(c.init, { format: 'mpc-init' }));
     writeFileSync(join(tmp, 'train.mjs'), trainScript(), { mode: 0o755 });
-    if (existsSync(out)) rmSync(out, { recursive: true, force: true });
-    renameSync(tmp, out);
+    for (const f of carried) copyFileSync(join(out, f), join(tmp, f));
+    if (st) {
+      rmSync(old, { recursive: true, force: true });
+      renameSync(out, old);
+      try {
+        renameSync(tmp, out);
+      } catch (e) {
+        renameSync(old, out);
+        throw e;
+      }
+    } else renameSync(tmp, out);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'ENOTDIR')
-      throw new InputError(`${outDir}: cannot write the output folder (${code})`);
+    if ((e as NodeJS.ErrnoException).code) throw new InputError(`${outDir}: cannot write the output folder (${fsReason(e)})`);
     throw e;
+  }
+  // The new output is in place; the earlier one is only removed now (a leftover is harmless).
+  try {
+    rmSync(old, { recursive: true, force: true });
+  } catch {
+    /* ignore */
   }
 }

@@ -120,7 +120,7 @@ export function cpuEngine(p: LoadedProgram): Engine {
       return env.get(prediction)!.data as Float32Array;
     },
     async read(names) {
-      return new Map(names.map((n) => [n, session.state.get(n) ?? p.init.get(n)!]));
+      return new Map(names.map((n) => [n, session.state.get(n) ?? last?.get(n) ?? p.init.get(n)!]));
     },
     write(values) {
       for (const [n, t] of values) session.state.set(n, t);

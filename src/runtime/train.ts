@@ -1,6 +1,6 @@
 // The training loop shared by `mpc train` and the generated train.mjs: data, epochs,
 // progress, evaluation and the trained weights.
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { loadFashionMnist, loadIdxPair, loadNpyPair, type Split } from '../data/datasets.js';
 import { encodeTensors } from '../data/tensor-files.js';
@@ -59,14 +59,22 @@ interface Data {
   classes: number;
 }
 
-function loadPair(spec: string): Split & { shape: number[] } {
+function loadPair(spec: string, option: string): Split & { shape: number[] } {
   const m = /^(idx|npy):([^,]+),(.+)$/.exec(spec);
-  if (!m) throw new InputError(`--data '${spec}': expected fashion-mnist, idx:IMAGES,LABELS or npy:X,Y`);
+  if (!m) throw new InputError(`${option} '${spec}': expected fashion-mnist, idx:IMAGES,LABELS or npy:X,Y`);
+  for (const f of [m[2], m[3]]) if (!existsSync(f)) throw new InputError(`${option} '${spec}': ${f}: no such file`);
   try {
     return m[1] === 'idx' ? loadIdxPair(m[2], m[3]) : loadNpyPair(m[2], m[3]);
   } catch (e) {
-    throw new InputError((e as Error).message);
+    throw new InputError(`${option}: ${(e as Error).message.split('\n')[0]}`);
   }
+}
+
+/** The largest label (not Math.max(...y): that overflows the stack beyond ~120k samples). */
+function maxLabel(...ys: Int32Array[]): number {
+  let m = -1;
+  for (const y of ys) for (let i = 0; i < y.length; i++) if (y[i] > m) m = y[i];
+  return m;
 }
 
 export function loadData(spec: string, testSpec?: string): Data {
@@ -78,10 +86,12 @@ export function loadData(spec: string, testSpec?: string): Data {
       throw new InputError((e as Error).message);
     }
   }
-  const train = loadPair(spec);
+  const train = loadPair(spec, '--data');
   if (testSpec) {
-    const test = loadPair(testSpec);
-    return { train, test, sample: train.shape, classes: Math.max(...train.y, ...test.y) + 1 };
+    const test = loadPair(testSpec, '--test-data');
+    if (sizeOf(test.shape) !== sizeOf(train.shape))
+      throw new InputError(`--test-data samples have shape [${test.shape}], the --data samples [${train.shape}]`);
+    return { train, test, sample: train.shape, classes: maxLabel(train.y, test.y) + 1 };
   }
   // No test set given: hold out the last sixth of the training data.
   const per = sizeOf(train.shape);
@@ -91,7 +101,7 @@ export function loadData(spec: string, testSpec?: string): Data {
     train: { x: train.x.subarray(0, nTrain * per), y: train.y.subarray(0, nTrain), n: nTrain },
     test: { x: train.x.subarray(nTrain * per), y: train.y.subarray(nTrain), n: nTest },
     sample: train.shape,
-    classes: Math.max(...train.y) + 1,
+    classes: maxLabel(train.y) + 1,
   };
 }
 
@@ -137,9 +147,19 @@ export async function evaluate(engine: Engine, test: Split, batch: number, per: 
   return correct / test.n;
 }
 
+/** loadProgramDir, with a damaged folder (a file missing or cut short) as an input error. */
+function loadProgram(dir: string): LoadedProgram {
+  try {
+    return loadProgramDir(dir);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`${dir}: damaged mpc output folder (${(e as Error).message.split('\n')[0]}); compile it again`);
+  }
+}
+
 export async function train(opts: TrainOptions, progress: Progress): Promise<TrainSummary> {
   const t0 = performance.now();
-  const p = loadProgramDir(opts.dir);
+  const p = loadProgram(opts.dir);
   const data = loadData(opts.data, opts.testData);
   const { batch, per } = checkData(p, data);
   const engine = opts.backend === 'cpu' ? cpuEngine(p) : await gpuEngine(p);
