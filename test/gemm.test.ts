@@ -41,13 +41,15 @@ function makeData(n: number, dtype: FloatDType, fill: Fill, seed: number): Float
   return roundArray(dtype, v);
 }
 
-interface Case extends Omit<GemmOptions, 'name' | 'a' | 'b' | 'c' | 'out' | 'target'> {
+interface Case extends Omit<GemmOptions, 'name' | 'a' | 'b' | 'c' | 'out' | 'target' | 'scales'> {
   a?: Partial<GemmOptions['a']>;
   b?: Partial<GemmOptions['b']>;
   c?: Partial<NonNullable<GemmOptions['c']>> & { rows: number; cols: number };
   dtypes?: { a?: FloatDType; b?: FloatDType; c?: FloatDType; out?: FloatDType };
   fill?: Fill;
   f16Storage?: boolean;
+  /** Run-time factors of the product (GemmOptions.scales), stored as f32. */
+  scales?: number[];
 }
 
 interface Ran {
@@ -90,7 +92,8 @@ async function runCase(c: Case, variant?: GemmVariant, seed = 1): Promise<Ran> {
   const fill = c.fill ?? 'signed';
   const dims = batchDims(c);
   const nb = dims.reduce((x, y) => x * y, 1);
-  const alpha = c.alpha ?? 1;
+  // The kernel forms alpha · s0 · s1 ... in f32, left to right.
+  const alpha = (c.scales ?? []).reduce((x, v) => Math.fround(x * v), Math.fround(c.alpha ?? 1));
   const beta = c.beta ?? 1;
   const target = { f16: c.f16Storage ?? gpu.hasF16, ...(gpu.subgroupSize ? { subgroupSize: gpu.subgroupSize } : {}) };
 
@@ -113,6 +116,7 @@ async function runCase(c: Case, variant?: GemmVariant, seed = 1): Promise<Ran> {
     a: { buffer: 'A', dtype: dt.a, ...c.a },
     b: { buffer: 'B', dtype: dt.b, ...c.b },
     c: cc ? { buffer: 'C', dtype: dt.c, rowStride: cc.rowStride!, colStride: cc.colStride!, batchStride: cc.batchStride } : undefined,
+    scales: c.scales?.map((_, i) => ({ buffer: `S${i}`, dtype: 'f32' as const })),
     out: { buffer: 'Y', dtype: dt.out },
     target,
     variant,
@@ -123,6 +127,7 @@ async function runCase(c: Case, variant?: GemmVariant, seed = 1): Promise<Ran> {
     A: { dtype: dt.a, values: aData },
     B: { dtype: dt.b, values: bData },
     ...(cData ? { C: { dtype: dt.c, values: cData } } : {}),
+    ...Object.fromEntries((c.scales ?? []).map((v, i) => [`S${i}`, { dtype: 'f32' as const, values: new Float32Array([v]) }])),
   };
   const outCount = nb * M * N;
   const outLayout = layoutOf(dt.out, target);
@@ -203,21 +208,19 @@ function variants(): GemmVariant[] {
   return gpu.subgroupSize ? ['subgroup', 'blocked', 'naive'] : ['blocked', 'naive'];
 }
 
-const SIZES = [1, 3, 10, 17, 64, 129];
-
 describe('gemm kernel, f32', () => {
   it('finds a device', () => {
     expect(gpu.adapterName.length).toBeGreaterThan(0);
   });
 
   it('matches the f64 reference for odd and tiny sizes, every variant', async () => {
-    const shapes: [number, number, number][] = [[1, 1, 1], [64, 64, 64], [129, 129, 129], [3, 129, 1], [129, 1, 3]];
-    for (const s of SIZES) shapes.push([s, 17, 10], [10, s, 17], [17, 10, s]);
+    // Every size of {1, 3, 10, 17, 64, 129} in every position, K both below and past
+    // whole blocks of the subgroup (8) and the unrolled loop (4).
+    const shapes: [number, number, number][] = [
+      [1, 1, 1], [1, 3, 10], [3, 10, 17], [10, 17, 64], [17, 64, 129], [64, 129, 1], [129, 1, 3], [64, 64, 64],
+    ];
     for (const variant of variants())
-      for (const [M, N, K] of shapes) {
-        if (variant === 'naive' && M * N * K > 300_000) continue;
-        expectF32Close(await runCase({ M, N, K }, variant), `M=${M} N=${N} K=${K}`);
-      }
+      for (const [M, N, K] of shapes) expectF32Close(await runCase({ M, N, K }, variant), `M=${M} N=${N} K=${K}`);
   });
 
   it('handles every transA / transB combination', async () => {
@@ -239,11 +242,13 @@ describe('gemm kernel, f32', () => {
       { label: 'scalar', rows: 1, cols: 1, rowStride: 0, colStride: 0 },
     ];
     for (const variant of variants())
-      for (const { label, ...c } of cs) {
-        expectF32Close(await runCase({ M, N, K: 9, alpha: 0.5, beta: -2, c }, variant, 5), `${label}`);
-        expectF32Close(await runCase({ M, N, K: 9, c }, variant, 6), `${label}, alpha = beta = 1`);
-      }
-    // beta = 0 drops C entirely (it is not even bound).
+      for (const { label, ...c } of cs) expectF32Close(await runCase({ M, N, K: 9, alpha: 0.5, beta: -2, c }, variant, 5), label);
+    expectF32Close(await runCase({ M, N, K: 9, c: cs[0] }, undefined, 6), 'bias, alpha = beta = 1');
+  });
+
+  it('does not bind C when beta is 0', () => {
+    const M = 11;
+    const N = 18;
     const k = emitGemm({
       name: 'g',
       M,
@@ -285,9 +290,19 @@ describe('gemm kernel, f32', () => {
     }
   });
 
-  it('emits no shared memory and no barriers', async () => {
-    for (const variant of variants().filter((v) => v !== 'naive')) {
-      const { wgsl } = await runCase({ M: 3, N: 4, K: 5 }, variant);
+  it('emits no shared memory and no barriers', () => {
+    for (const variant of ['subgroup', 'blocked', 'naive'] as const) {
+      const { wgsl } = emitGemm({
+        name: 'g',
+        M: 30,
+        N: 40,
+        K: 50,
+        a: { buffer: 'A', dtype: 'bf16' },
+        b: { buffer: 'B', dtype: 'bf16' },
+        out: { buffer: 'Y', dtype: 'bf16' },
+        target: { f16: true, subgroupSize: 8 },
+        variant,
+      });
       expect(wgsl).not.toMatch(/workgroupBarrier|var<workgroup>/);
     }
   });
@@ -303,29 +318,42 @@ describe('gemm kernel, low-precision formats', () => {
     { label: 'e4m3 x e5m2, bf16 out', dtypes: { a: 'f8e4m3fn', b: 'f8e5m2', out: 'bf16' } },
     { label: 'e4m3 in, e4m3 out', dtypes: { a: 'f8e4m3fn', b: 'f8e4m3fn', out: 'f8e4m3fn' } },
   ];
-  const shapes: [number, number, number][] = [[17, 10, 33], [5, 8, 129], [64, 64, 64], [3, 1, 10], [10, 17, 3], [1, 3, 1]];
+  // The fast variant on two shapes, the others on one: the format handling (loads, rounding,
+  // packing) is shared, the variants differ in tiling and in how they write words.
+  const runs = (): [GemmVariant | undefined, number, number, number][] => [
+    [undefined, 17, 8, 33],
+    [undefined, 5, 12, 129],
+    ['blocked', 10, 16, 7],
+    ['naive', 3, 8, 10],
+  ];
 
   for (const { label, dtypes, f16Storage } of combos) {
     it(label, async () => {
-      for (const variant of [...variants(), undefined]) {
-        for (const [M, N, K] of shapes) {
-          const packedOut = layoutOf(dtypes!.out!, { f16: f16Storage ?? gpu.hasF16 }).perWord;
-          if (variant && variant !== 'naive' && N % packedOut !== 0) continue;
-          const c = dtypes!.c ? { rows: 1, cols: N, rowStride: 0, colStride: 1 } : undefined;
-          const where = `${label} M=${M} N=${N} K=${K}`;
-          const out = dtypes!.out!;
-          // Grid data: every f32 partial sum is exact, so the result is exactly rounded.
-          const g = await runCase({ M, N, K, dtypes, f16Storage, fill: 'grid', c }, variant, M + N + K);
-          if (out === 'f32') expectF32Close(g, where);
-          else expectRounded(g, out, 0, `${where} grid`);
-          // Random positive data: rounding of the f32 sum may land one step off.
-          const p = await runCase({ M, N, K, dtypes, f16Storage, fill: 'positive', c, alpha: 0.75 }, variant, M * N + K);
-          if (out === 'f32') expectF32Close(p, where);
-          else expectRounded(p, out, 1, `${where} random`);
-        }
+      for (const [variant, M, N, K] of runs()) {
+        const c = dtypes!.c ? { rows: 1, cols: N, rowStride: 0, colStride: 1 } : undefined;
+        const where = `${label} M=${M} N=${N} K=${K}`;
+        const out = dtypes!.out!;
+        // One kernel, two data sets. Grid data: every f32 partial sum is exact, so the
+        // result is exactly the reference rounded.
+        const g = await runCase({ M, N, K, dtypes, f16Storage, fill: 'grid', c, alpha: 0.75 }, variant, M + N + K);
+        if (out === 'f32') expectF32Close(g, where);
+        else expectRounded(g, out, 0, `${where} grid`);
+        // Random positive data: rounding of the f32 sum may land one step off.
+        const p = await runCase({ M, N, K, dtypes, f16Storage, fill: 'positive', c, alpha: 0.75 }, variant, M * N + K);
+        if (out === 'f32') expectF32Close(p, where);
+        else expectRounded(p, out, 1, `${where} random`);
       }
     });
   }
+
+  it('multiplies run-time scales (fp8 inverse scales) into alpha', async () => {
+    const dtypes = { a: 'f8e4m3fn', b: 'f8e5m2', c: 'bf16', out: 'bf16' } as const;
+    for (const variant of variants()) {
+      const c = { rows: 1, cols: 16, rowStride: 0, colStride: 1 };
+      const r = await runCase({ M: 9, N: 16, K: 19, dtypes, c, alpha: 0.5, scales: [1 / 64, 3 / 1024], fill: 'grid' }, variant, 13);
+      expectRounded(r, 'bf16', 0, `scales (${variant})`);
+    }
+  });
 
   it('falls back to whole-word stores for a packed output with odd N', async () => {
     const target = { f16: true, subgroupSize: 8 };

@@ -7,6 +7,7 @@ import { parseOverride, POLICY_PRESETS, type ClassOverride } from '../ir/policy.
 import { printGraph } from '../ir/print.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
 import { EVAL_PIPELINE, TRAIN_PIPELINE } from '../passes/pipeline.js';
+import { getGpu } from '../runtime/device.js';
 import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
 import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
 
@@ -23,6 +24,12 @@ interface CompileCliOpts {
   lossScale?: string;
   growthInterval?: number;
   f16Storage: 'native' | 'packed';
+  fp8Scaling: 'delayed' | 'current';
+  fp8Amax: 'max' | 'most_recent';
+  fp8History: number;
+  fp8Margin: number;
+  fp8High: 'bf16' | 'fp16';
+  subgroupSize: string;
 }
 
 function addCompileOptions(cmd: Command): Command {
@@ -48,7 +55,17 @@ function addCompileOptions(cmd: Command): Command {
     .option('--weight-decay <x>', 'weight decay (default 0; adamw 0.01)', Number)
     .option('--loss-scale <mode>', 'dynamic | static:N | none (default: dynamic for fp16, none otherwise)')
     .option('--growth-interval <n>', 'finite steps before the dynamic loss scale doubles (default 2000)', positiveInt)
-    .addOption(new Option('--f16-storage <mode>', 'store f16 as WGSL f16 (needs shader-f16) or packed in u32').choices(['native', 'packed']).default('native'));
+    .addOption(new Option('--f16-storage <mode>', 'store f16 as WGSL f16 (needs shader-f16) or packed in u32').choices(['native', 'packed']).default('native'))
+    .addOption(new Option('--fp8-scaling <recipe>', 'fp8: scale from the amax history of earlier steps, or of the tensor itself').choices(['delayed', 'current']).default('delayed'))
+    .addOption(new Option('--fp8-amax <how>', 'fp8 delayed scaling: amax of the history').choices(['max', 'most_recent']).default('max'))
+    .option('--fp8-history <n>', 'fp8 amax history length', positiveInt, 16)
+    .option('--fp8-margin <n>', 'fp8 scale = (fp8_max / amax) / 2^margin', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
+      return n;
+    }, 0)
+    .option('--subgroup-size <n>', "use subgroup operations for this fixed subgroup size: 'auto' (the local adapter's, if any), 'off', or N", 'auto')
+    .addOption(new Option('--fp8-high <type>', 'fp8 policy: type of everything that is not an fp8 GEMM operand').choices(['bf16', 'fp16']).default('bf16'));
 }
 
 function compileOptions(o: CompileCliOpts): CompileOptions {
@@ -62,7 +79,24 @@ function compileOptions(o: CompileCliOpts): CompileOptions {
     lossScale: o.lossScale,
     growthInterval: o.growthInterval,
     target: { f16: o.f16Storage === 'native' },
+    fp8: { scaling: o.fp8Scaling, amax: o.fp8Amax, history: o.fp8History, margin: o.fp8Margin },
+    fp8High: o.fp8High === 'fp16' ? 'f16' : undefined,
   };
+}
+
+/** --subgroup-size: 'off', a number, or 'auto' = the local adapter's fixed size (if any). */
+async function subgroupSize(v: string): Promise<number | undefined> {
+  if (v === 'off') return undefined;
+  if (v !== 'auto') {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || (n & (n - 1)) !== 0) throw new InputError(`--subgroup-size must be auto, off or a power of two, got '${v}'`);
+    return n;
+  }
+  try {
+    return (await getGpu()).subgroupSize;
+  } catch {
+    return undefined; // no adapter here: portable kernels
+  }
 }
 
 function kib(n: number): string {
@@ -108,9 +142,10 @@ export function buildCli(): Command {
   )
     .option('--quiet', 'print nothing on success')
     .action(
-      run((model: string, o: CompileCliOpts & { out: string; quiet?: boolean }) => {
+      run(async (model: string, o: CompileCliOpts & { out: string; quiet?: boolean }) => {
         const t0 = performance.now();
         const opts = compileOptions(o);
+        opts.target = { ...opts.target, subgroupSize: await subgroupSize(o.subgroupSize) };
         asInput(() => passCtx(opts));
         const c = compileModel(model, opts);
         writeCompiled(o.out, c);

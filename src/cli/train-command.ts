@@ -26,6 +26,9 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--seed <n>', 'shuffling seed', (v) => Number.parseInt(v, 10), 0)
     .option('--save <file>', 'trained weights (safetensors keyed by ONNX initializer name); default <dir>/trained.safetensors')
     .option('--log-every <n>', 'read the loss back every N steps', positiveInt, 10)
+    .option('--fp8-stats', 'with --json: each fp8 tensor\'s amax, scale, saturated and flushed fractions at every log step')
+    .option('--checkpoint <file>', 'write parameters and all training state (optimizer, loss scale, fp8 scaling) at the end')
+    .option('--resume <file>', 'start from a checkpoint written by --checkpoint')
     .option('--json', 'print a JSON summary as the last line of stdout')
     .option('--quiet', 'no progress display');
 }
@@ -39,6 +42,9 @@ export interface TrainCliOpts {
   backend: 'webgpu' | 'cpu';
   seed: number;
   save?: string;
+  fp8Stats?: boolean;
+  checkpoint?: string;
+  resume?: string;
   logEvery: number;
   json?: boolean;
   quiet?: boolean;
@@ -46,12 +52,14 @@ export interface TrainCliOpts {
 
 export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
   const progress = createProgress({ quiet: o.quiet });
-  const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery }, progress);
+  const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery, fp8Stats: o.fp8Stats, checkpoint: o.checkpoint, resume: o.resume }, progress);
   const lines = [
     `policy ${s.policy} on ${s.backend} (${s.adapter}): ${s.steps} steps in ${s.seconds} s (${s.steps_per_second} step/s)`,
-    `train loss ${s.train_loss.toFixed(4)}  test accuracy ${(s.test_accuracy * 100).toFixed(2)}% (${s.test_samples} samples)` +
+    `train loss ${s.train_loss.toFixed(4)}  test loss ${s.test_loss.toFixed(4)}` +
+      (s.unigram_entropy !== undefined ? ` (unigram entropy ${s.unigram_entropy.toFixed(2)})` : '') +
+      `  test accuracy ${(s.test_accuracy * 100).toFixed(2)}% (${s.test_samples} samples)` +
       (s.final_loss_scale !== null ? `  loss scale ${s.final_loss_scale}, ${s.skipped_steps} skipped steps` : ''),
-    `weights: ${s.weights}`,
+    `weights: ${s.weights}` + (s.checkpoint ? `  checkpoint: ${s.checkpoint}` : ''),
   ];
   if (o.json) {
     process.stderr.write(lines.join('\n') + '\n');

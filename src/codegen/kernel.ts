@@ -18,6 +18,11 @@ export interface Kernel {
 export interface Target {
   /** `shader-f16` available: f16 values stored as array<f16> instead of packed in u32. */
   f16: boolean;
+  /**
+   * The device's fixed subgroup size, when kernels may use subgroup operations (the GEMM's
+   * fast variant). A program compiled for one size runs only on devices with that size.
+   */
+  subgroupSize?: number;
 }
 
 export const MAX_WORKGROUPS_PER_DIM = 65535;

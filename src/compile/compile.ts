@@ -17,6 +17,7 @@ import { HPARAMS, STEP } from '../passes/optimizer.js';
 import { SCALE, SKIPPED } from '../passes/loss-scaling.js';
 import { generate, type CodegenResult, type ProgramBuffer, type ProgramKernel, type Schedule } from '../codegen/program.js';
 import { encodeTensors } from '../data/tensor-files.js';
+import type { Fp8Tensor } from '../passes/quantize-fp8.js';
 import type { LossKind, LossScaleConfig, OptimizerConfig } from '../passes/pass.js';
 import type { Target } from '../codegen/kernel.js';
 import { buildManifest, type Manifest } from './manifest.js';
@@ -46,6 +47,8 @@ export interface ProgramFile {
   /** Buffer indices of training state the host reads or writes. */
   state: { hparams?: number; step?: number; lossScale?: number; skipped?: number; loss: number };
   files: { init: string; trainGraph: string; evalGraph: string };
+  /** fp8 tensors of the training step and their scaling state (fp8 policy). */
+  fp8?: Fp8Tensor[];
 }
 
 export interface Compiled {
@@ -92,6 +95,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
       loss: tb[loss.value],
     },
     files: { init: 'init.safetensors', trainGraph: 'ir.train.json', evalGraph: 'ir.eval.json' },
+    fp8: (train.meta.fp8 as Fp8Tensor[] | undefined) ?? [],
   };
   const init = new Map<string, Tensor>();
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);

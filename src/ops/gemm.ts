@@ -125,6 +125,7 @@ function emitGemmNode(n: Node, ctx: EmitCtx) {
       a: { buffer: a, dtype: at.dtype },
       b: { buffer: b, dtype: bt.dtype },
       c: c && cStr ? { buffer: c, dtype: ctx.type(c).dtype, rowStride: cStr[0], colStride: cStr[1] } : undefined,
+      scales: fp8Scales(n),
       out: { buffer: n.outputs[0], dtype: yt.dtype },
       target: ctx.target,
     }),
@@ -152,6 +153,11 @@ function gemmOutDtype(n: Node, ins: ValueType[]): DType {
   for (const k of [0, 1])
     if (ins[k].dtype !== 'f8e4m3fn' && ins[k].dtype !== 'f8e5m2') throw new Error(`${n.op} '${n.name}': operand ${k} must be fp8 when inverse scales are given`);
   return fromOnnx(attrInt(n, 'to'));
+}
+
+/** The inverse scales of fp8 operands, multiplied into the f32 sum by the kernel. */
+function fp8Scales(n: Node): { buffer: string; dtype: DType }[] | undefined {
+  return isFp8(n) ? [{ buffer: n.inputs[3], dtype: 'f32' }, { buffer: n.inputs[4], dtype: 'f32' }] : undefined;
 }
 
 /** Factor applied to the f32 sum: alpha, times the operands' inverse scales under fp8. */
@@ -258,6 +264,7 @@ export const gemmOps: OpRow[] = [
           batch: sizeOf(s.batch),
           a: { buffer: a, dtype: at.dtype, batchStride: uniform(offA) },
           b: { buffer: b, dtype: bt.dtype, batchStride: uniform(offB) },
+          scales: fp8Scales(n),
           out: { buffer: n.outputs[0], dtype: ctx.type(n.outputs[0]).dtype },
           target: ctx.target,
         }),

@@ -7,6 +7,7 @@ import { PROGRAM_FORMAT, PROGRAM_VERSION } from '../compile/compile.js';
 import { decodeTensors } from '../data/tensor-files.js';
 import { graphFromJson } from '../ir/serialize.js';
 import type { Tensor } from '../ir/tensor.js';
+import { isFloat } from '../ir/dtypes.js';
 import { InterpSession, runGraph } from '../interp/interpreter.js';
 import { InputError } from '../onnx/import.js';
 import type { Graph } from '../ir/graph.js';
@@ -49,11 +50,11 @@ export interface Engine {
   adapter: string;
   /** Overwrites the optimizer hyperparameters (lr...). */
   setHparams(values: number[]): void;
-  trainStep(x: Float32Array, y: Int32Array): void;
+  trainStep(x: Float32Array | Int32Array, y: Int32Array): void;
   /** Loss of the last step (waits for it). */
   loss(): Promise<number>;
   /** Prediction output of the inference graph for one batch. */
-  predict(x: Float32Array): Promise<Float32Array>;
+  predict(x: Float32Array | Int32Array): Promise<Float32Array>;
   /** Contents of named state buffers (params, moments, loss scale...). */
   read(names: string[]): Promise<Map<string, Tensor>>;
   /** Restores state buffers. */
@@ -62,6 +63,9 @@ export interface Engine {
 
 export async function gpuEngine(p: LoadedProgram): Promise<Engine> {
   const gpu = await getGpu({ f16: p.program.target.f16 });
+  const want = p.program.target.subgroupSize;
+  if (want !== undefined && gpu.subgroupSize !== want)
+    throw new InputError(`${p.dir}: compiled for subgroups of ${want}, but ${gpu.adapterName} has ${gpu.subgroupSize ?? 'no fixed subgroup size'}; recompile (--subgroup-size auto or off)`);
   const prog = await GpuProgram.create(gpu, { buffers: p.program.buffers, kernels: p.program.kernels, schedules: p.program.schedules, files: p.files });
   for (const [name, t] of p.init) prog.write(prog.bufferIndex(name), t.data);
   const s = p.program.schedules;
@@ -102,6 +106,13 @@ export function cpuEngine(p: LoadedProgram): Engine {
   const { input, labels, prediction } = p.program.io;
   const inType = train.values.get(input)!;
   const lossName = (train.meta.loss as { value: string }).value;
+  const labelsType = train.values.get(labels)!;
+  // The interpreter holds integers in Int32Array and floats in Float32Array.
+  const feed = (x: Float32Array | Int32Array) => ({
+    dtype: inType.dtype,
+    shape: inType.shape as number[],
+    data: isFloat(inType.dtype) ? (x instanceof Float32Array ? x : Float32Array.from(x)) : x instanceof Int32Array ? x : Int32Array.from(x),
+  });
   let last: Map<string, Tensor> | undefined;
   const hp = 'optim.hparams';
   return {
@@ -109,14 +120,11 @@ export function cpuEngine(p: LoadedProgram): Engine {
     adapter: 'reference interpreter',
     setHparams: (v) => session.state.has(hp) && session.state.set(hp, { dtype: 'f32', shape: [v.length], data: Float32Array.from(v) }),
     trainStep(x, y) {
-      last = session.step({
-        [input]: { dtype: inType.dtype, shape: inType.shape as number[], data: x },
-        [labels]: { dtype: 'i64', shape: [y.length], data: y },
-      });
+      last = session.step({ [input]: feed(x), [labels]: { dtype: labelsType.dtype, shape: labelsType.shape as number[], data: y } });
     },
     loss: async () => last?.get(lossName)?.data[0] ?? NaN,
     async predict(x) {
-      const env = runGraph(evalG, { [input]: { dtype: inType.dtype, shape: inType.shape as number[], data: x } }, session.state);
+      const env = runGraph(evalG, { [input]: feed(x) }, session.state);
       return env.get(prediction)!.data as Float32Array;
     },
     async read(names) {

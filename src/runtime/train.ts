@@ -1,9 +1,11 @@
 // The training loop shared by `mpc train` and the generated train.mjs: data, epochs,
 // progress, evaluation and the trained weights.
-import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { loadFashionMnist, loadIdxPair, loadNpyPair, type Split } from '../data/datasets.js';
-import { encodeTensors } from '../data/tensor-files.js';
+import { decodeTensors, encodeTensors } from '../data/tensor-files.js';
+import { loadTextCorpus } from '../data/text.js';
+import type { Fp8Tensor } from '../passes/quantize-fp8.js';
 import { InputError } from '../onnx/import.js';
 import { sizeOf } from '../ir/tensor.js';
 import { hparamValues } from '../passes/optimizer.js';
@@ -23,6 +25,17 @@ export interface TrainOptions {
   save?: string;
   /** Read the loss back every this many steps (the only device→host traffic while training). */
   logEvery: number;
+  /** Record each fp8 tensor's amax, scale, saturated and flushed fractions at every log step. */
+  fp8Stats?: boolean;
+  /** Write every parameter and all training state (optimizer, loss scale, fp8 scaling) here at the end. */
+  checkpoint?: string;
+  /** Start from a checkpoint written by --checkpoint. */
+  resume?: string;
+}
+
+export interface Fp8StepStats {
+  step: number;
+  tensors: Record<string, { format: string; amax: number; scale: number; saturated: number; flushed: number }>;
 }
 
 export interface TrainSummary {
@@ -38,8 +51,15 @@ export interface TrainSummary {
   skipped_steps: number;
   final_loss_scale: number | null;
   train_loss: number;
+  /** Mean cross-entropy of the test set (per position for sequence models). */
+  test_loss: number;
+  /** Fraction of test samples (or positions) whose arg-max is the label. */
   test_accuracy: number;
   test_samples: number;
+  /** Text data: the entropy of its byte frequencies (the loss of a context-free predictor). */
+  unigram_entropy?: number;
+  fp8_stats?: Fp8StepStats[];
+  checkpoint?: string;
   seconds: number;
   steps_per_second: number;
   weights: string;
@@ -52,16 +72,26 @@ export interface Progress {
   log(line: string): void;
 }
 
+/** Samples (images or token windows) and their labels (one per sample, or one per position). */
+export interface Samples {
+  x: Float32Array | Int32Array;
+  y: Int32Array;
+  n: number;
+}
+
 interface Data {
-  train: Split;
-  test: Split;
+  train: Samples;
+  test: Samples;
   sample: number[];
+  /** Labels per sample: 1 for classification, the sequence length for language models. */
+  labelsPer: number;
   classes: number;
+  unigramEntropy?: number;
 }
 
 function loadPair(spec: string, option: string): Split & { shape: number[] } {
   const m = /^(idx|npy):([^,]+),(.+)$/.exec(spec);
-  if (!m) throw new InputError(`${option} '${spec}': expected fashion-mnist, idx:IMAGES,LABELS or npy:X,Y`);
+  if (!m) throw new InputError(`${option} '${spec}': expected fashion-mnist, text:FILE, idx:IMAGES,LABELS or npy:X,Y`);
   for (const f of [m[2], m[3]]) if (!existsSync(f)) throw new InputError(`${option} '${spec}': ${f}: no such file`);
   try {
     return m[1] === 'idx' ? loadIdxPair(m[2], m[3]) : loadNpyPair(m[2], m[3]);
@@ -77,13 +107,24 @@ function maxLabel(...ys: Int32Array[]): number {
   return m;
 }
 
-export function loadData(spec: string, testSpec?: string): Data {
+/** `seq`: the program's sequence length, for text data. */
+export function loadData(spec: string, testSpec: string | undefined, seq: number): Data {
   if (spec === 'fashion-mnist') {
     try {
       const d = loadFashionMnist();
-      return { train: d.train, test: d.test, sample: d.shape, classes: d.classes };
+      return { train: d.train, test: d.test, sample: d.shape, labelsPer: 1, classes: d.classes };
     } catch (e) {
       throw new InputError((e as Error).message);
+    }
+  }
+  if (spec.startsWith('text:')) {
+    const path = spec.slice(5);
+    if (!existsSync(path)) throw new InputError(`--data '${spec}': ${path}: no such file`);
+    try {
+      const c = loadTextCorpus(path, { seq });
+      return { train: c.train, test: c.test, sample: [seq], labelsPer: seq, classes: c.distinct, unigramEntropy: c.unigramEntropy };
+    } catch (e) {
+      throw new InputError(`--data: ${(e as Error).message.split('\n')[0]}`);
     }
   }
   const train = loadPair(spec, '--data');
@@ -91,7 +132,7 @@ export function loadData(spec: string, testSpec?: string): Data {
     const test = loadPair(testSpec, '--test-data');
     if (sizeOf(test.shape) !== sizeOf(train.shape))
       throw new InputError(`--test-data samples have shape [${test.shape}], the --data samples [${train.shape}]`);
-    return { train, test, sample: train.shape, classes: maxLabel(train.y, test.y) + 1 };
+    return { train, test, sample: train.shape, labelsPer: 1, classes: maxLabel(train.y, test.y) + 1 };
   }
   // No test set given: hold out the last sixth of the training data.
   const per = sizeOf(train.shape);
@@ -101,6 +142,7 @@ export function loadData(spec: string, testSpec?: string): Data {
     train: { x: train.x.subarray(0, nTrain * per), y: train.y.subarray(0, nTrain), n: nTrain },
     test: { x: train.x.subarray(nTrain * per), y: train.y.subarray(nTrain), n: nTest },
     sample: train.shape,
+    labelsPer: 1,
     classes: maxLabel(train.y) + 1,
   };
 }
@@ -123,6 +165,10 @@ function checkData(p: LoadedProgram, d: Data): { batch: number; per: number } {
   const per = sizeOf(sample);
   if (per !== sizeOf(d.sample))
     throw new InputError(`the program's input '${p.program.io.input}' takes samples of [${sample}], the data has [${d.sample}]`);
+  const labels = p.program.buffers[p.program.schedules.train.inputs[p.program.io.labels]];
+  const labelsPer = sizeOf(labels.shape) / batch;
+  if (labelsPer !== d.labelsPer)
+    throw new InputError(`the program takes ${labelsPer} label(s) per sample, the data has ${d.labelsPer} (a sequence model needs text: data, a classifier images)`);
   const outBuf = p.program.buffers[p.program.schedules.eval.outputs[p.program.io.prediction]];
   const classes = outBuf.shape[outBuf.shape.length - 1];
   if (d.classes > classes) throw new InputError(`the data has ${d.classes} classes, the model predicts ${classes}`);
@@ -130,21 +176,32 @@ function checkData(p: LoadedProgram, d: Data): { batch: number; per: number } {
   return { batch, per };
 }
 
-export async function evaluate(engine: Engine, test: Split, batch: number, per: number, classes: number): Promise<number> {
+/** Test-set accuracy and mean cross-entropy, from the inference schedule's logits. */
+export async function evaluate(engine: Engine, test: Samples, batch: number, per: number, labelsPer: number, classes: number): Promise<{ accuracy: number; loss: number }> {
   let correct = 0;
-  const x = new Float32Array(batch * per);
+  let loss = 0;
+  const x = test.x instanceof Int32Array ? new Int32Array(batch * per) : new Float32Array(batch * per);
   for (let start = 0; start < test.n; start += batch) {
     const n = Math.min(batch, test.n - start);
     x.fill(0);
     x.set(test.x.subarray(start * per, (start + n) * per));
     const logits = await engine.predict(x);
-    for (let i = 0; i < n; i++) {
+    for (let r = 0; r < n * labelsPer; r++) {
+      const off = r * classes;
       let best = 0;
-      for (let c = 1; c < classes; c++) if (logits[i * classes + c] > logits[i * classes + best]) best = c;
-      if (best === test.y[start + i]) correct++;
+      let m = -Infinity;
+      for (let c = 0; c < classes; c++) {
+        if (logits[off + c] > logits[off + best]) best = c;
+        m = Math.max(m, logits[off + c]);
+      }
+      let z = 0;
+      for (let c = 0; c < classes; c++) z += Math.exp(logits[off + c] - m);
+      const label = test.y[start * labelsPer + r];
+      loss += m + Math.log(z) - logits[off + label];
+      if (best === label) correct++;
     }
   }
-  return correct / test.n;
+  return { accuracy: correct / (test.n * labelsPer), loss: loss / (test.n * labelsPer) };
 }
 
 /** loadProgramDir, with a damaged folder (a file missing or cut short) as an input error. */
@@ -160,57 +217,65 @@ function loadProgram(dir: string): LoadedProgram {
 export async function train(opts: TrainOptions, progress: Progress): Promise<TrainSummary> {
   const t0 = performance.now();
   const p = loadProgram(opts.dir);
-  const data = loadData(opts.data, opts.testData);
+  const inShape = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]].shape;
+  const data = loadData(opts.data, opts.testData, inShape[1] ?? 1);
   const { batch, per } = checkData(p, data);
   const engine = opts.backend === 'cpu' ? cpuEngine(p) : await gpuEngine(p);
   const optimizer = { ...p.program.optimizer, ...(opts.lr !== undefined ? { lr: opts.lr } : {}) };
+  let step = 0;
+  if (opts.resume) step = await resume(engine, p, opts.resume);
   engine.setHparams(hparamValues(optimizer));
 
   const stepsPerEpoch = Math.floor(data.train.n / batch);
   const total = Math.min(opts.steps ?? Infinity, stepsPerEpoch * opts.epochs);
   const rand = mulberry32(opts.seed);
   const order = Int32Array.from({ length: data.train.n }, (_, i) => i);
-  const x = new Float32Array(batch * per);
-  const y = new Int32Array(batch);
+  const x = data.train.x instanceof Int32Array ? new Int32Array(batch * per) : new Float32Array(batch * per);
+  const L = data.labelsPer;
+  const y = new Int32Array(batch * L);
   const scaleName = p.program.state.lossScale !== undefined ? p.program.buffers[p.program.state.lossScale].name : undefined;
   const skippedName = p.program.state.skipped !== undefined ? p.program.buffers[p.program.state.skipped].name : undefined;
-  let step = 0;
+  const fp8 = p.program.fp8 ?? [];
+  const fp8Stats: Fp8StepStats[] = [];
+  let done = 0;
   let recent: number[] = [];
   progress.start(total, `training ${p.program.model} (${p.program.policy}, ${engine.backend})`);
-  for (let epoch = 0; epoch < opts.epochs && step < total; epoch++) {
+  for (let epoch = 0; epoch < opts.epochs && done < total; epoch++) {
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(rand() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
     }
     recent = [];
-    for (let s = 0; s < stepsPerEpoch && step < total; s++) {
+    for (let s = 0; s < stepsPerEpoch && done < total; s++) {
       for (let b = 0; b < batch; b++) {
         const k = order[s * batch + b];
         x.set(data.train.x.subarray(k * per, (k + 1) * per), b * per);
-        y[b] = data.train.y[k];
+        y.set(data.train.y.subarray(k * L, (k + 1) * L), b * L);
       }
       engine.trainStep(x, y);
       step++;
-      if (step % opts.logEvery === 0 || step === total) {
+      done++;
+      if (done % opts.logEvery === 0 || done === total) {
         const loss = await engine.loss();
         recent.push(loss);
         const scale = scaleName ? (await engine.read([scaleName])).get(scaleName)!.data[0] : undefined;
-        progress.update(step, { loss, scale });
+        if (opts.fp8Stats && fp8.length) fp8Stats.push(await readFp8Stats(engine, fp8, step));
+        progress.update(done, { loss, scale });
       }
     }
   }
   progress.stop();
-  const accuracy = await evaluate(engine, data.test, batch, per, p.program.buffers[p.program.schedules.eval.outputs[p.program.io.prediction]].shape.at(-1)!);
+  const classes = p.program.buffers[p.program.schedules.eval.outputs[p.program.io.prediction]].shape.at(-1)!;
+  const test = await evaluate(engine, data.test, batch, per, L, classes);
   const state = await engine.read([...Object.keys(p.program.params), ...(scaleName ? [scaleName] : []), ...(skippedName ? [skippedName] : [])]);
   const weights = resolve(opts.save ?? join(opts.dir, 'trained.safetensors'));
   const params = new Map(Object.keys(p.program.params).map((n) => [n, state.get(n)!]));
-  const tmp = join(dirname(weights), `.${basename(weights)}.tmp-${process.pid}`);
-  try {
-    writeFileSync(tmp, encodeTensors(params, { format: 'mpc-trained', policy: p.program.policy, steps: String(step) }));
-    renameSync(tmp, weights);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new InputError(`${weights}: cannot write the trained weights (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  writeAtomically(weights, encodeTensors(params, { format: 'mpc-trained', policy: p.program.policy, steps: String(step) }), 'the trained weights');
+  let checkpoint: string | undefined;
+  if (opts.checkpoint) {
+    checkpoint = resolve(opts.checkpoint);
+    const names = checkpointNames(p);
+    writeAtomically(checkpoint, encodeTensors(await engine.read(names), { format: CHECKPOINT_FORMAT, policy: p.program.policy, steps: String(step) }), 'the checkpoint');
   }
   const seconds = (performance.now() - t0) / 1000;
   const tail = recent.slice(-Math.max(1, Math.ceil(recent.length / 4)));
@@ -227,10 +292,63 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
     skipped_steps: skippedName ? state.get(skippedName)!.data[0] : 0,
     final_loss_scale: scaleName ? state.get(scaleName)!.data[0] : null,
     train_loss: tail.reduce((a, b) => a + b, 0) / tail.length,
-    test_accuracy: accuracy,
+    test_loss: test.loss,
+    test_accuracy: test.accuracy,
     test_samples: data.test.n,
+    ...(data.unigramEntropy !== undefined ? { unigram_entropy: data.unigramEntropy } : {}),
+    ...(opts.fp8Stats ? { fp8_stats: fp8Stats } : {}),
+    ...(checkpoint ? { checkpoint } : {}),
     seconds: Math.round(seconds * 100) / 100,
-    steps_per_second: Math.round((step / seconds) * 10) / 10,
+    steps_per_second: Math.round((done / seconds) * 10) / 10,
     weights,
   };
+}
+
+const CHECKPOINT_FORMAT = 'mpc-checkpoint';
+
+/** Everything a step reads and updates: parameters and training state (by buffer name). */
+function checkpointNames(p: LoadedProgram): string[] {
+  return p.program.buffers.filter((b) => b.role === 'param' || b.role === 'state').map((b) => b.name);
+}
+
+async function resume(engine: Engine, p: LoadedProgram, file: string): Promise<number> {
+  if (!existsSync(file)) throw new InputError(`--resume ${file}: no such file`);
+  let decoded: ReturnType<typeof decodeTensors>;
+  try {
+    const dtypes = new Map(p.program.buffers.map((b) => [b.name, b.dtype]));
+    decoded = decodeTensors(readFileSync(file), file, dtypes);
+  } catch (e) {
+    throw new InputError(`--resume: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (decoded.metadata.format !== CHECKPOINT_FORMAT) throw new InputError(`--resume ${file}: not an mpc checkpoint`);
+  const want = checkpointNames(p);
+  const missing = want.filter((n) => !decoded.tensors.has(n));
+  if (missing.length) throw new InputError(`--resume ${file}: does not match this program (no '${missing[0]}'${missing.length > 1 ? `, +${missing.length - 1} more` : ''})`);
+  for (const n of want) {
+    const b = p.program.buffers.find((x) => x.name === n)!;
+    if (decoded.tensors.get(n)!.shape.join() !== b.shape.join()) throw new InputError(`--resume ${file}: '${n}' has shape [${decoded.tensors.get(n)!.shape}], the program [${b.shape}]`);
+  }
+  engine.write(new Map(want.map((n) => [n, decoded.tensors.get(n)!])));
+  return Number(decoded.metadata.steps ?? 0);
+}
+
+async function readFp8Stats(engine: Engine, fp8: Fp8Tensor[], step: number): Promise<Fp8StepStats> {
+  const m = await engine.read(fp8.map((t) => t.stats));
+  const tensors: Fp8StepStats['tensors'] = {};
+  for (const t of fp8) {
+    const s = m.get(t.stats)!.data;
+    tensors[`${t.value}:${t.format}`] = { format: t.format, amax: s[0], scale: s[3], saturated: s[1], flushed: s[2] };
+  }
+  return { step, tensors };
+}
+
+function writeAtomically(path: string, bytes: Uint8Array, what: string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+  try {
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw new InputError(`${path}: cannot write ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }

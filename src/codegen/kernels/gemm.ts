@@ -22,7 +22,8 @@
 // In the blocked variants an invocation owns TN *adjacent* columns, TN a multiple of the
 // output's values per word, so a packed output is always written a whole word at a time by
 // its one owner. Out-of-range rows and columns are clamped for loading (every load stays in
-// bounds, no branch in the inner loop) and skipped when storing.
+// bounds, no branch in the inner loop) and skipped when storing; K runs in whole blocks,
+// the steps past K adding exact zeros.
 import type { DType } from '../../ir/dtypes.js';
 import { isFloat } from '../../ir/dtypes.js';
 import { sizeOf } from '../../ir/tensor.js';
@@ -33,7 +34,9 @@ import { KernelWriter, f32Lit, mapKernel } from '../storage.js';
 export interface GemmTarget extends Target {
   /**
    * The device's subgroup size when it is fixed (adapter subgroupMinSize == subgroupMaxSize)
-   * and the `subgroups` feature is enabled; selects the subgroup variant.
+   * and the `subgroups` feature is enabled; selects the subgroup variant. A kernel emitted
+   * for one size computes garbage on a device with another: the program must record it and
+   * the runtime check it (runtime/device.ts reports it as `Gpu.subgroupSize`).
    */
   subgroupSize?: number;
 }
@@ -75,6 +78,11 @@ export interface GemmOptions {
   a: GemmOperand;
   b: GemmOperand;
   c?: GemmAddend;
+  /**
+   * Run-time factors of the product (fp8 inverse scales): one-element buffers whose values
+   * multiply alpha, in order, in f32: out = ((alpha · s0) · s1) · Σ + beta · C.
+   */
+  scales?: { buffer: string; dtype: DType }[];
   /** The output is contiguous: [batch..., M, N]. */
   out: { buffer: string; dtype: DType };
   target: GemmTarget;
@@ -86,18 +94,20 @@ export interface GemmOptions {
 const SUBGROUP_TILE = { TM: 8, TN: 2 };
 const SUBGROUP_TILE_FP8_OUT = { TM: 4, TN: 4 };
 const BLOCKED_TILE = { TM: 4, TN: 4, WX: 8, WY: 8, unroll: 4 };
-const SUBGROUP_SIZES = [4, 8, 16, 32, 64];
+/** Subgroup sizes the subgroup variant accepts (its k-block of S steps is unrolled). */
+const SUBGROUP_SIZES = [4, 8, 16, 32];
 
 export function emitGemm(o: GemmOptions): Kernel {
   validate(o);
   const w = new KernelWriter(o.name, o.target);
-  // Binding order: A, B, C, out (the writer merges a buffer bound twice, e.g. X·Xᵀ).
+  // Binding order: A, B, C, scales, out (the writer merges a buffer bound twice, e.g. X·Xᵀ).
   const g: Gen = {
     o,
     w,
     A: w.bind(o.a.buffer, o.a.dtype, 'read'),
     B: w.bind(o.b.buffer, o.b.dtype, 'read'),
     C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
+    scales: (o.scales ?? []).map((sc) => w.bind(sc.buffer, sc.dtype, 'read')),
     out: w.bind(o.out.buffer, o.out.dtype, 'read_write'),
     batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
   };
@@ -122,7 +132,9 @@ function validate(o: GemmOptions): void {
   const where = `gemm '${o.name}'`;
   for (const [k, v] of Object.entries({ M: o.M, N: o.N, K: o.K }))
     if (!Number.isInteger(v) || v < 1) throw new Error(`${where}: ${k} must be a positive integer, got ${v}`);
-  for (const [k, op] of Object.entries({ a: o.a, b: o.b, c: o.c, out: o.out }))
+  const operands: [string, { dtype: DType } | undefined][] = [['a', o.a], ['b', o.b], ['c', o.c], ['out', o.out]];
+  (o.scales ?? []).forEach((sc, i) => operands.push([`scales[${i}]`, sc]));
+  for (const [k, op] of operands)
     if (op && !isFloat(op.dtype)) throw new Error(`${where}: operand ${k} has non-float dtype ${op.dtype}`);
   const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
   if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`${where}: bad batch [${dims}]`);
@@ -143,6 +155,7 @@ interface Gen {
   A: string;
   B: string;
   C: string | undefined;
+  scales: string[];
   out: string;
   batchDims: number[];
 }
@@ -182,7 +195,7 @@ function batchOffset(g: Gen, stride: number | readonly number[] | undefined, con
   return sum(terms);
 }
 
-/** `let` lines for the batch offsets of A, B, C and out, for batch index `bz`. */
+/** `let` lines for the batch offsets of A, B, C and out (batch index `bz`) and the run-time scale. */
 function offsetLets(g: Gen, bz: string): string[] {
   const { o } = g;
   const lines = [
@@ -191,6 +204,7 @@ function offsetLets(g: Gen, bz: string): string[] {
     `let offOut = ${scaled(bz, sizeOf(g.batchDims) === 1 ? 0 : o.M * o.N)};`,
   ];
   if (g.C) lines.push(`let offC = ${batchOffset(g, o.c!.batchStride ?? 0, 0, bz)};`);
+  if (g.scales.length) lines.push(`let sumScale = ${[f32Lit(o.alpha ?? 1), ...g.scales.map((s) => g.w.load(s, '0u'))].join(' * ')};`);
   return lines;
 }
 
@@ -210,7 +224,7 @@ function loadB(g: Gen, k: string, col: string): string {
 function finalValue(g: Gen, acc: string, m: string, n: string): string {
   const alpha = g.o.alpha ?? 1;
   const beta = g.o.beta ?? 1;
-  let v = alpha === 1 ? acc : `${f32Lit(alpha)} * ${acc}`;
+  let v = g.scales.length ? `sumScale * ${acc}` : alpha === 1 ? acc : `${f32Lit(alpha)} * ${acc}`;
   if (g.C) {
     const c = g.o.c!;
     const cv = g.w.load(g.C, sum(['offC', scaled(m, c.rowStride), scaled(n, c.colStride)]));
@@ -250,11 +264,35 @@ function blockEpilogue(g: Gen, TM: number, TN: number, perWord: number): string[
   return lines;
 }
 
+/**
+ * A loop bound equal to `n` that the shader compiler cannot see as a constant. With a
+ * constant trip count, LLVM (lavapipe) fully unrolls every loop it can, which for small K
+ * multiplies the pipeline compile time (seconds per kernel) for no run-time gain. No
+ * binding is ever empty, so the select always yields `n`.
+ */
+function opaqueBound(g: Gen, n: number): string {
+  return `select(${u(n)}, 0u, arrayLength(&${g.out}) == 0u)`;
+}
+
 function checkDispatch(g: Gen, dispatch: [number, number, number]): [number, number, number] {
   if (dispatch.some((d) => d > MAX_WORKGROUPS_PER_DIM))
     throw new Error(`gemm '${g.o.name}': dispatch [${dispatch}] exceeds ${MAX_WORKGROUPS_PER_DIM} workgroups per dimension`);
   return dispatch;
 }
+
+/**
+ * Index and guard for step `k` (a u32 expression) of a K loop run in whole blocks of
+ * `block` steps. When K is not a multiple of the block, the steps past K load a clamped
+ * element and zero it, so they add exactly 0 (zeroing both operands keeps an inf or NaN
+ * at row K-1 from turning into a NaN through 0 · inf).
+ */
+function kStep(g: Gen, block: number): { index: (k: string) => string; guard: (value: string, k: string) => string } {
+  const K = g.o.K;
+  if (K % block === 0) return { index: (k) => k, guard: (v) => v };
+  return { index: (k) => `min(${k}, ${u(K - 1)})`, guard: (v, k) => `select(0.0, ${v}, ${k} < ${u(K)})` };
+}
+
+const indent = (lines: string[]): string[] => lines.map((l) => `  ${l}`);
 
 function subgroupKernel(g: Gen, perWord: number): Kernel {
   const { M, N, K } = g.o;
@@ -262,27 +300,21 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
   const tile = perWord === 4 ? SUBGROUP_TILE_FP8_OUT : SUBGROUP_TILE;
   const TM = tile.TM;
   const TN = Math.max(tile.TN, perWord);
-  const fullK = K - (K % S);
+  const ks = kStep(g, S);
 
-  // One block of `steps` k-steps starting at k0: lane l holds A[row_i, k0 + l] in a_i.
-  const block = (steps: number, ka: string): string[] => {
-    const lines: string[] = [];
-    for (let i = 0; i < TM; i++) lines.push(`let av${i} = ${loadA(g, `row${i}`, ka)};`);
-    for (let s = 0; s < steps; s++) {
-      for (let j = 0; j < TN; j++) lines.push(`let bv${s}_${j} = ${loadB(g, `k0 + ${u(s)}`, `col${j}`)};`);
-      for (let i = 0; i < TM; i++) {
-        const av = `subgroupBroadcast(av${i}, ${u(s)})`;
-        if (TN === 1) lines.push(`acc${i}_0 = fma(${av}, bv${s}_0, acc${i}_0);`);
-        else {
-          lines.push(`{ let x = ${av};`);
-          for (let j = 0; j < TN; j++) lines.push(`  acc${i}_${j} = fma(x, bv${s}_${j}, acc${i}_${j});`);
-          lines.push('}');
-        }
-      }
+  // One block of S k-steps from k0: lane l holds A[row_i, k0 + l] in av_i and hands it to
+  // the others at step l.
+  const block: string[] = [];
+  for (let i = 0; i < TM; i++) block.push(`let av${i} = ${ks.guard(loadA(g, `row${i}`, ks.index('k0 + lane')), 'k0 + lane')};`);
+  for (let s = 0; s < S; s++) {
+    const k = `k0 + ${u(s)}`;
+    for (let j = 0; j < TN; j++) block.push(`let bv${s}_${j} = ${ks.guard(loadB(g, ks.index(k), `col${j}`), k)};`);
+    for (let i = 0; i < TM; i++) {
+      block.push(`{ let x = subgroupBroadcast(av${i}, ${u(s)});`);
+      block.push(`  ${Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(x, bv${s}_${j}, acc${i}_${j});`).join(' ')}`);
+      block.push('}');
     }
-    return lines;
-  };
-  const indent = (ls: string[]) => ls.map((l) => `  ${l}`);
+  }
 
   const body = [
     `let lane = sg_lane;`,
@@ -291,14 +323,12 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
     `let n0 = (gid.x / ${u(S)}) * ${u(S * TN)} + lane * ${u(TN)};`,
     ...offsetLets(g, 'bz'),
     ...blockPrologue(g, TM, TN),
+    `let kEnd = ${opaqueBound(g, Math.ceil(K / S) * S)};`,
+    `for (var k0 = 0u; k0 < kEnd; k0 = k0 + ${u(S)}) {`,
+    ...indent(block),
+    '}',
+    ...blockEpilogue(g, TM, TN, perWord),
   ];
-  if (fullK > 0) body.push(`for (var k0 = 0u; k0 < ${u(fullK)}; k0 = k0 + ${u(S)}) {`, ...indent(block(S, 'k0 + lane')), '}');
-  if (K % S !== 0) {
-    // The last K % S steps: lanes past K load a clamped (unused) value.
-    body.push('{', `  let k0 = ${u(fullK)};`, ...indent(block(K % S, `min(k0 + lane, ${u(K - 1)})`)), '}');
-  }
-  body.push(...blockEpilogue(g, TM, TN, perWord));
-
   const kernel = g.w.finish({
     body: body.join('\n'),
     workgroupSize: [S, 1, 1],
@@ -311,17 +341,7 @@ function blockedKernel(g: Gen, perWord: number): Kernel {
   const { M, N, K } = g.o;
   const { TM, WX, WY, unroll } = BLOCKED_TILE;
   const TN = Math.max(BLOCKED_TILE.TN, perWord);
-  const fullK = K - (K % unroll);
-
-  const step = (k: string): string[] => {
-    const lines: string[] = [];
-    for (let i = 0; i < TM; i++) lines.push(`let av${i} = ${loadA(g, `row${i}`, k)};`);
-    for (let j = 0; j < TN; j++) lines.push(`let bv${j} = ${loadB(g, k, `col${j}`)};`);
-    for (let i = 0; i < TM; i++)
-      lines.push(Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(av${i}, bv${j}, acc${i}_${j});`).join(' '));
-    return lines;
-  };
-  const scope = (k: string) => ['{', ...step(k).map((l) => `  ${l}`), '}'];
+  const ks = kStep(g, unroll);
 
   const body = [
     `let bz = gid.z;`,
@@ -329,14 +349,19 @@ function blockedKernel(g: Gen, perWord: number): Kernel {
     `let n0 = gid.x * ${u(TN)};`,
     ...offsetLets(g, 'bz'),
     ...blockPrologue(g, TM, TN),
+    `let kEnd = ${opaqueBound(g, Math.ceil(K / unroll) * unroll)};`,
+    `for (var k0 = 0u; k0 < kEnd; k0 = k0 + ${u(unroll)}) {`,
   ];
-  if (fullK > 0) {
-    body.push(`for (var k = 0u; k < ${u(fullK)}; k = k + ${u(unroll)}) {`);
-    for (let s = 0; s < unroll; s++) body.push(...scope(`k + ${u(s)}`).map((l) => `  ${l}`));
-    body.push('}');
+  for (let s = 0; s < unroll; s++) {
+    const k = `k0 + ${u(s)}`;
+    const step: string[] = [];
+    for (let i = 0; i < TM; i++) step.push(`let av${i} = ${ks.guard(loadA(g, `row${i}`, ks.index(k)), k)};`);
+    for (let j = 0; j < TN; j++) step.push(`let bv${j} = ${ks.guard(loadB(g, ks.index(k), `col${j}`), k)};`);
+    for (let i = 0; i < TM; i++)
+      step.push(Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(av${i}, bv${j}, acc${i}_${j});`).join(' '));
+    body.push(...indent(['{', ...indent(step), '}']));
   }
-  for (let k = fullK; k < K; k++) body.push(...scope(u(k)));
-  body.push(...blockEpilogue(g, TM, TN, perWord));
+  body.push('}', ...blockEpilogue(g, TM, TN, perWord));
 
   return g.w.finish({
     body: body.join('\n'),
@@ -354,7 +379,8 @@ function naiveKernel(g: Gen): Kernel {
     `let n = i % ${u(N)};`,
     ...offsetLets(g, 'bz'),
     `var acc = 0.0;`,
-    `for (var k = 0u; k < ${u(K)}; k = k + 1u) {`,
+    `let kEnd = ${opaqueBound(g, K)};`,
+    `for (var k = 0u; k < kEnd; k = k + 1u) {`,
     `  acc = fma(${loadA(g, 'm', 'k')}, ${loadB(g, 'k', 'n')}, acc);`,
     `}`,
     `return ${finalValue(g, 'acc', 'm', 'n')};`,

@@ -1,0 +1,88 @@
+// fp8 per-tensor scaling through the compiled MLP (fp8 policy): a tensor whose magnitude
+// jumps x1000, a tensor of zeros, and the finiteness of every scale — delayed and current.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compileModel, writeCompiled } from '../src/compile/compile.js';
+import { cpuEngine, gpuEngine, loadProgramDir, type Engine } from '../src/runtime/engine.js';
+import { floatInfo } from '../src/ir/dtypes.js';
+import type { Fp8Tensor } from '../src/passes/quantize-fp8.js';
+import { decodeArray, loadFixture } from './helpers/fixtures.js';
+
+const fx = loadFixture('mlp-torch.json');
+const x = decodeArray(fx.batch.x).data as Float32Array;
+const y = decodeArray(fx.batch.y).data as Int32Array;
+const E4M3_MAX = floatInfo('f8e4m3fn').maxFinite;
+const HISTORY = 4;
+
+function compileTo(scaling: 'delayed' | 'current') {
+  const dir = join(mkdtempSync(join(tmpdir(), 'mpc-fp8-')), 'out');
+  const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 8, fp8: { scaling, history: HISTORY }, optimizer: { kind: 'adam' } });
+  writeCompiled(dir, c);
+  // The input image's fp8 tensor (the first GEMM's activation operand).
+  const t = (c.train.meta.fp8 as Fp8Tensor[]).find((f) => f.value.startsWith('/0/Flatten_output_0'))!;
+  return { p: loadProgramDir(dir), t, all: c.train.meta.fp8 as Fp8Tensor[] };
+}
+
+async function stats(e: Engine, t: Fp8Tensor) {
+  const m = await e.read([t.stats, t.scale]);
+  const s = m.get(t.stats)!.data;
+  return { amax: s[0], saturated: s[1], flushed: s[2], used: s[3], scale: m.get(t.scale)!.data[0] };
+}
+
+async function allScalesFinite(e: Engine, all: Fp8Tensor[]) {
+  const m = await e.read(all.map((t) => t.scale));
+  return all.every((t) => Number.isFinite(m.get(t.scale)!.data[0]) && m.get(t.scale)!.data[0] > 0);
+}
+
+for (const backend of ['cpu', 'webgpu'] as const) {
+  describe(`fp8 scaling on ${backend}`, () => {
+    const make = async (p: ReturnType<typeof loadProgramDir>) => (backend === 'cpu' ? cpuEngine(p) : gpuEngine(p));
+
+    it('delayed: a x1000 jump saturates once, is reported, and the scale recovers within the history', async () => {
+      const { p, t, all } = compileTo('delayed');
+      const e = await make(p);
+      for (let i = 0; i < 3; i++) e.trainStep(x, y);
+      const calm = await stats(e, t);
+      expect(calm.saturated).toBe(0);
+      expect(calm.scale).toBeCloseTo(E4M3_MAX / 1, 0); // pixels in [0,1]: amax 1
+      const big = x.map((v) => v * 1000);
+      e.trainStep(big, y);
+      const jump = await stats(e, t);
+      expect(jump.amax).toBeCloseTo(1000, 0);
+      expect(jump.used).toBe(calm.scale); // delayed: quantized with the old scale...
+      expect(jump.saturated).toBeGreaterThan(0.05); // ...so most non-zero pixels saturate, and it is reported
+      expect(jump.scale).toBeCloseTo(E4M3_MAX / 1000, 3); // the history's max already has the new amax
+      e.trainStep(big, y);
+      const after = await stats(e, t);
+      expect(after.saturated).toBe(0);
+      expect(await allScalesFinite(e, all)).toBe(true);
+    });
+
+    it('current: the same jump never saturates', async () => {
+      const { p, t, all } = compileTo('current');
+      const e = await make(p);
+      for (let i = 0; i < 3; i++) e.trainStep(x, y);
+      e.trainStep(x.map((v) => v * 1000), y);
+      const s = await stats(e, t);
+      expect(s.saturated).toBe(0);
+      expect(s.used).toBeCloseTo(E4M3_MAX / 1000, 3);
+      expect(await allScalesFinite(e, all)).toBe(true);
+    });
+
+    it('a tensor of zeros leaves its scale unchanged; no scale is ever inf or NaN', async () => {
+      for (const scaling of ['delayed', 'current'] as const) {
+        const { p, t, all } = compileTo(scaling);
+        const e = await make(p);
+        e.trainStep(x, y);
+        const before = await stats(e, t);
+        e.trainStep(new Float32Array(x.length), y);
+        const z = await stats(e, t);
+        expect(z.amax).toBe(0);
+        expect(z.scale).toBe(before.scale);
+        expect(await allScalesFinite(e, all)).toBe(true);
+      }
+    });
+  });
+}
