@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { registeredSections, type BenchRow, type BenchValue } from './registry.js';
 import './gemm.js';
+import './train.js';
 
 export { registerSection } from './registry.js';
 
