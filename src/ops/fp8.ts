@@ -101,7 +101,10 @@ red_a[t] = bad;
 ${reduce('red_f', (a, b) => `max(${a}, ${b})`)}
 ${reduce('red_a', (a, b) => `max(${a}, ${b})`)}
 var amax = red_f[0];
-if (red_a[0] != 0u) { amax = bitcast<f32>(0x7fc00000u); }
+// A NaN from a runtime value: bitcast<f32>(0x7fc00000u) is a const-expression, and a NaN
+// const-expression is a WGSL compile error.
+var nan_bits = 0x7fc00000u;
+if (red_a[0] != 0u) { amax = bitcast<f32>(nan_bits); }
 let s = ${current ? `scale_from_amax(amax, ${sc}[0])` : `${sc}[0]`};
 workgroupBarrier();
 var ns = 0u;

@@ -246,8 +246,11 @@ export const trainingOps: OpRow[] = [
     },
     wgsl: (n, ctx) => {
       const w = ctx.writer();
-      const [s, gr, fl, sk] = n.inputs.map((v, i) => w.bind(v, i === 0 ? 'f32' : 'i32', 'read_write'));
       const dynamic = attrInt(n, 'dynamic', 1) === 1;
+      // Static scaling never touches the scale and the growth counter: bind them only when
+      // dynamic, as a binding the body does not use is dropped from the 'auto' pipeline
+      // layout and the bind group would no longer match it.
+      const [s, gr, fl, sk] = n.inputs.map((v, i) => (dynamic || i >= 2 ? w.bind(v, i === 0 ? 'f32' : 'i32', 'read_write') : ''));
       const body = [
         'if (flat > 0u) { return; }',
         `let found = ${fl}[0] != 0;`,

@@ -33,6 +33,8 @@ export interface NodeInput {
   /** Contents; `kind: 'const'` makes it a constant value of the graph (Reshape's shape). */
   tensor: Tensor;
   kind?: 'input' | 'const';
+  /** Reads the same value as operand `sameAs` (x·x, X·Xᵀ); `tensor` is then ignored. */
+  sameAs?: number;
 }
 
 /**
@@ -44,19 +46,24 @@ export function singleNodeGraph(
   op: string,
   inputs: (NodeInput | undefined)[],
   attrs: Attrs = {},
+  /** Number of outputs (default: the row's), e.g. 1 for BatchNormalization's inference form. */
+  outputs?: number,
 ): { g: Graph; names: string[]; feeds: Record<string, Tensor> } {
   const g = emptyGraph(op);
   const feeds: Record<string, Tensor> = {};
-  const names = inputs.map((inp, k) => {
+  const names: string[] = [];
+  inputs.forEach((inp, k) => names.push(nameOf(inp, k)));
+  function nameOf(inp: NodeInput | undefined, k: number): string {
     if (!inp) return '';
+    if (inp.sameAs !== undefined) return names[inp.sameAs];
     if (inp.kind === 'const') return addConst(g, `c${k}`, inp.tensor);
     const name = `in${k}`;
     g.values.set(name, { name, dtype: inp.tensor.dtype, shape: [...inp.tensor.shape], role: 'input' });
     g.inputs.push(name);
     feeds[name] = inp.tensor;
     return name;
-  });
-  const outs = addNode(g, op, names, { attrs, name: 'node' });
+  }
+  const outs = addNode(g, op, names, { attrs: { ...attrs }, name: 'node', outputs });
   g.outputs.push(...outs);
   return { g, names, feeds };
 }

@@ -1,0 +1,32 @@
+// Op rows whose kernels and gradient rules are checked case by case in a test file of their
+// own (interpreter vs onnxruntime, every WebGPU kernel vs the interpreter in f32/f16/bf16,
+// gradients vs finite differences), with that file's own coverage test. The generic op tests
+// (test/kernels.test.ts, test/grad-check.test.ts) accept these rows without a case of their own
+// rather than run the same slow lavapipe kernels twice; a row of any other module needs a case
+// there.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { convOps } from '../../src/ops/conv.js';
+import { gatherOps } from '../../src/ops/gather.js';
+import { layerNormOps } from '../../src/ops/layernorm.js';
+import { mathOps } from '../../src/ops/math.js';
+import { normOps } from '../../src/ops/norm.js';
+import { poolOps } from '../../src/ops/pool.js';
+import { reduceOps } from '../../src/ops/reduce.js';
+import { shapeOps } from '../../src/ops/shape.js';
+import { softmaxOps } from '../../src/ops/softmax.js';
+import type { OpRow } from '../../src/ops/types.js';
+
+const ELSEWHERE: { file: string; rows: readonly OpRow[] }[] = [
+  { file: 'test/ops-conv.test.ts', rows: [...convOps, ...poolOps, ...normOps] },
+  { file: 'test/ops-math.test.ts', rows: [...mathOps, ...reduceOps, ...softmaxOps, ...layerNormOps] },
+  { file: 'test/ops-shape.test.ts', rows: [...shapeOps, ...gatherOps] },
+];
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+/** The test file that covers `op`, when it is one of those rows and the file exists. */
+export function coveredElsewhere(op: string): string | undefined {
+  const e = ELSEWHERE.find((x) => x.rows.some((r) => r.op === op));
+  return e && existsSync(root + e.file) ? e.file : undefined;
+}
