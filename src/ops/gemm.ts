@@ -236,6 +236,15 @@ export const gemmOps: OpRow[] = [
           ctx.emit('Gemm', [a, dy], { transA: 1 })[0],
         ];
       }
+      if (bs.length === 2) {
+        // A [..., M, K] x W [K, N] (a linear layer on a batch of sequences): fold the batch
+        // into the rows, so both gradients are single GEMMs (no per-batch products to sum).
+        const rows = sizeOf(as.slice(0, -1));
+        const view = (x: string, shape: number[]) => ctx.emit('mpc.View', [x], { shape })[0];
+        const a2 = view(a, [rows, as[as.length - 1]]);
+        const dy2 = view(dy, [rows, bs[1]]);
+        return [view(ctx.emit('Gemm', [dy2, b], { transB: 1 })[0], as), ctx.emit('Gemm', [a2, dy2], { transA: 1 })[0]];
+      }
       const tr = (x: string) => {
         const r = ctx.type(x).shape.length;
         const perm = [...Array(r).keys()];

@@ -1,16 +1,25 @@
 // The op table: every operation mpc knows, one row each. The importer, the passes, the
 // interpreter and codegen look ops up here; nothing else lists op names.
 import { castOps } from './cast.js';
+import { convOps } from './conv.js';
 import { elementwiseOps } from './elementwise.js';
 import { fp8Ops } from './fp8.js';
+import { gatherOps } from './gather.js';
 import { gemmOps } from './gemm.js';
+import { layerNormOps } from './layernorm.js';
 import { lossOps } from './loss.js';
+import { mathOps } from './math.js';
 import { movementOps } from './movement.js';
+import { normOps } from './norm.js';
+import { poolOps } from './pool.js';
+import { reduceOps } from './reduce.js';
+import { shapeOps } from './shape.js';
+import { softmaxOps } from './softmax.js';
 import { trainingOps } from './training.js';
 import type { Node } from '../ir/graph.js';
 import type { OpRow } from './types.js';
 
-const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps, ...fp8Ops];
+const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps, ...fp8Ops, ...convOps, ...poolOps, ...normOps, ...shapeOps, ...gatherOps, ...mathOps, ...reduceOps, ...softmaxOps, ...layerNormOps];
 
 const TABLE = new Map<string, OpRow>();
 for (const r of ROWS) {

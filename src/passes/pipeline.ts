@@ -6,6 +6,7 @@ import { assignPrecision } from './assign-precision.js';
 import { autodiff } from './autodiff.js';
 import { bindDims } from './bind-dims.js';
 import { emulateDtypes } from './emulate-dtypes.js';
+import { foldConstants, foldConstantsEval } from './fold-constants.js';
 import { inferTypes } from './infer-types.js';
 import { insertCasts } from './insert-casts.js';
 import { lossScaling } from './loss-scaling.js';
@@ -16,6 +17,7 @@ import type { Pass, PassCtx } from './pass.js';
 /** Training step: forward, loss, backward, optimizer, loss scaling. */
 export const TRAIN_PIPELINE: readonly Pass[] = [
   bindDims,
+  foldConstants,
   inferTypes,
   addLoss,
   assignPrecision,
@@ -28,7 +30,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
 ];
 
 /** Inference: the forward graph in the same precision. */
-export const EVAL_PIPELINE: readonly Pass[] = [bindDims, inferTypes, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, inferTypes, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
 
 export class PostConditionError extends Error {}
 
