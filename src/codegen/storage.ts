@@ -138,8 +138,11 @@ export class KernelWriter {
     body: string;
     workgroupSize: [number, number, number];
     dispatch: [number, number, number];
+    /** Name under which the body sees its subgroup lane (enables the `subgroups` extension). */
+    subgroupLane?: string;
   }): Kernel {
     const usesF16 = this.bound.some((b) => b.layout.elem === 'f16');
+    const lane = opts.subgroupLane ? `, @builtin(subgroup_invocation_id) ${opts.subgroupLane}: u32` : '';
     const decls = this.bound.map(
       (b, i) =>
         `@group(0) @binding(${i}) var<storage, ${b.access === 'read' ? 'read' : 'read_write'}> ${b.ident}: array<${b.layout.elem}>;`,
@@ -147,13 +150,13 @@ export class KernelWriter {
     const [wx, wy, wz] = opts.workgroupSize;
     const perRow = opts.dispatch[0] * wx;
     const wgsl = [
-      usesF16 ? 'enable f16;\n' : '',
+      [usesF16 ? 'enable f16;' : '', opts.subgroupLane ? 'enable subgroups;' : ''].filter(Boolean).join('\n') + (usesF16 || opts.subgroupLane ? '\n' : ''),
       decls.join('\n'),
       '',
       emitWgslHelpers(this.helpers),
       ...this.extra,
       `@compute @workgroup_size(${wx}, ${wy}, ${wz})`,
-      `fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {`,
+      `fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${lane}) {`,
       `  let flat = gid.x + gid.y * ${perRow}u;`,
       opts.body.replace(/^/gm, '  ').replace(/\s+$/, ''),
       `}`,

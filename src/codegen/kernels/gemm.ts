@@ -30,17 +30,6 @@ import { sizeOf } from '../../ir/tensor.js';
 import { MAX_WORKGROUPS_PER_DIM, type Kernel, type Target } from '../kernel.js';
 import { KernelWriter, f32Lit, mapKernel } from '../storage.js';
 
-/** What the GEMM emitter needs to know of the target beyond `Target`. */
-export interface GemmTarget extends Target {
-  /**
-   * The device's subgroup size when it is fixed (adapter subgroupMinSize == subgroupMaxSize)
-   * and the `subgroups` feature is enabled; selects the subgroup variant. A kernel emitted
-   * for one size computes garbage on a device with another: the program must record it and
-   * the runtime check it (runtime/device.ts reports it as `Gpu.subgroupSize`).
-   */
-  subgroupSize?: number;
-}
-
 export interface GemmOperand {
   buffer: string;
   dtype: DType;
@@ -85,7 +74,8 @@ export interface GemmOptions {
   scales?: { buffer: string; dtype: DType }[];
   /** The output is contiguous: [batch..., M, N]. */
   out: { buffer: string; dtype: DType };
-  target: GemmTarget;
+  /** `subgroupSize` (a fixed size, with the `subgroups` feature) selects the subgroup variant. */
+  target: Target;
   /** Force a variant (tests, benchmarks); default: the fastest one that applies. */
   variant?: GemmVariant;
 }
@@ -329,12 +319,12 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
     '}',
     ...blockEpilogue(g, TM, TN, perWord),
   ];
-  const kernel = g.w.finish({
+  return g.w.finish({
     body: body.join('\n'),
     workgroupSize: [S, 1, 1],
     dispatch: checkDispatch(g, [Math.ceil(N / (S * TN)), Math.ceil(M / TM), sizeOf(g.batchDims)]),
+    subgroupLane: 'sg_lane',
   });
-  return withSubgroupLane(kernel);
 }
 
 function blockedKernel(g: Gen, perWord: number): Kernel {
@@ -386,17 +376,4 @@ function naiveKernel(g: Gen): Kernel {
     `return ${finalValue(g, 'acc', 'm', 'n')};`,
   ];
   return mapKernel(g.w, { out: g.o.out.buffer, outDtype: g.o.out.dtype, count: sizeOf(g.batchDims) * MN, compute: compute.join('\n') });
-}
-
-// ---------------------------------------------------------------------------------------
-// Not (yet) in codegen/storage.ts: KernelWriter.finish emits a fixed entry point with
-// `gid` and `lid` only. The subgroup variant also needs `enable subgroups;` and the lane
-// index, which this adds to the finished module.
-const ENTRY_SIGNATURE =
-  'fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {';
-
-function withSubgroupLane(k: Kernel): Kernel {
-  if (!k.wgsl.includes(ENTRY_SIGNATURE)) throw new Error(`gemm '${k.name}': unexpected entry point signature from KernelWriter`);
-  const entry = ENTRY_SIGNATURE.replace(') {', ', @builtin(subgroup_invocation_id) sg_lane: u32) {');
-  return { ...k, wgsl: `enable subgroups;\n${k.wgsl.replace(ENTRY_SIGNATURE, entry)}` };
 }
