@@ -9,6 +9,7 @@ import { importOnnxFile, InputError } from '../onnx/import.js';
 import { EVAL_PIPELINE, TRAIN_PIPELINE } from '../passes/pipeline.js';
 import { getGpu } from '../runtime/device.js';
 import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
+import { gradCommand, runCommand } from './run-grad.js';
 import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
 
 interface CompileCliOpts {
@@ -189,13 +190,50 @@ export function buildCli(): Command {
   addTrainOptions(sub('train').description('run a compiled training program').argument('<dir>', 'output folder of mpc compile')).action(
     run((dir: string, o: TrainCliOpts) => trainAction(dir, o)),
   );
+
+  const backend = () => new Option('--backend <name>', 'where to run').choices(['webgpu', 'cpu']).default('webgpu');
+  // --batch defaults to the input's first dimension for run and grad.
+  const batchGiven = (cmd: Command) => cmd.getOptionValueSource('batch') === 'cli';
+
+  const runCmd = addCompileOptions(
+    sub('run')
+      .description('inference on given inputs: the model\'s outputs for an NPY input')
+      .argument('<model.onnx>', 'ONNX model')
+      .requiredOption('--input <x.npy>', 'the model input (its first dimension is the batch)')
+      .requiredOption('--output <y.npy|y.npz>', 'the first output as .npy, or every output as .npz')
+      .addOption(backend()),
+  );
+  runCmd.action(
+    run(async (model: string, o: CompileCliOpts & { input: string; output: string; backend: 'webgpu' | 'cpu' }) => {
+      const opts = compileOptions(o);
+      opts.target = { ...opts.target, subgroupSize: await subgroupSize(o.subgroupSize) };
+      await runCommand(model, { ...o, batchGiven: batchGiven(runCmd) }, opts);
+    }),
+  );
+
+  const gradCmd = addCompileOptions(
+    sub('grad')
+      .description('the loss and every parameter gradient (keyed by ONNX initializer name) for one batch, as NPZ')
+      .argument('<model.onnx>', 'ONNX model')
+      .requiredOption('--input <x.npy>', 'the model input (its first dimension is the batch)')
+      .requiredOption('--labels <y.npy>', 'class labels (cross_entropy) or targets (mse)')
+      .requiredOption('-o, --out <grads.npz>', 'output NPZ: loss and one array per parameter')
+      .addOption(backend()),
+  );
+  gradCmd.action(
+    run(async (model: string, o: CompileCliOpts & { input: string; labels: string; out: string; backend: 'webgpu' | 'cpu' }) => {
+      const opts = compileOptions(o);
+      opts.target = { ...opts.target, subgroupSize: await subgroupSize(o.subgroupSize) };
+      await gradCommand(model, { ...o, batchGiven: batchGiven(gradCmd) }, opts);
+    }),
+  );
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
   if (argv.length <= 2) {
     // commander would print the whole help on stderr; a usage error is one line.
-    process.stderr.write(`mpc: no command given (compile, inspect or train); see 'mpc --help'\n`);
+    process.stderr.write(`mpc: no command given (compile, inspect, train, run or grad); see 'mpc --help'\n`);
     process.exitCode = EXIT_USAGE;
     return;
   }

@@ -44,9 +44,10 @@ export function runGraph(g: Graph, feeds: Record<string, Tensor>, state?: Env): 
   for (const n of g.nodes) {
     const row = opRow(n.op);
     const ins = n.inputs.map((i) => (i ? env.get(i) : undefined)) as Tensor[];
+    // An omitted optional output ('') has no value; its slot keeps a placeholder type.
     const outTypes = n.outputs.map((o) => {
-      const v = g.values.get(o)!;
-      return { dtype: v.dtype, shape: staticShape(v) };
+      const v = o ? g.values.get(o)! : undefined;
+      return v ? { dtype: v.dtype, shape: staticShape(v) } : { dtype: 'f32' as const, shape: [] };
     });
     let outs: Tensor[];
     try {

@@ -1,0 +1,153 @@
+// Softmax and LogSoftmax along one axis (opset 13 semantics; opsets 1-12 flattened the input
+// to 2-D at `axis`, which these rows do not implement) and their gradient ops. Deny class.
+// Numerically stable: the row maximum is subtracted before exp.
+//
+// Kernel shape: one invocation per output element, each recomputing its row's max and sum.
+// That reads a row (C elements) twice per element, O(C^2) per row; fine for the class counts
+// and attention rows of the models here, and it keeps packed bf16 outputs (two elements per
+// word) within mapKernel's one-word-per-invocation rule. A row-per-workgroup kernel is the
+// next step when this shows up in profiles.
+import { isFloat } from '../ir/dtypes.js';
+import type { Node } from '../ir/graph.js';
+import { sizeOf } from '../ir/tensor.js';
+import { mapKernel } from '../codegen/storage.js';
+import { wgslMath } from './math.js';
+import { attrInt, type EmitCtx, type OpRow, type ValueType } from './types.js';
+
+interface Rows {
+  /** Elements before the axis, along it, and after it (the stride along the axis). */
+  outer: number;
+  len: number;
+  inner: number;
+}
+
+function rowsOf(n: Node, shape: number[]): Rows {
+  const r = shape.length;
+  let axis = attrInt(n, 'axis', -1);
+  if (axis < -r || axis >= r) throw new Error(`${n.op} '${n.name}': axis ${axis} is out of range for rank ${r}`);
+  if (axis < 0) axis += r;
+  return { outer: sizeOf(shape.slice(0, axis)), len: shape[axis], inner: sizeOf(shape.slice(axis + 1)) };
+}
+
+/** Calls f(idx) for every row, idx holding the flat offsets of the row's elements. */
+function forRows(rows: Rows, f: (idx: number[]) => void): void {
+  const { outer, len, inner } = rows;
+  const idx = new Array<number>(len);
+  for (let o = 0; o < outer; o++)
+    for (let i = 0; i < inner; i++) {
+      for (let c = 0; c < len; c++) idx[c] = o * len * inner + c * inner + i;
+      f(idx);
+    }
+}
+
+/** Row max and sum of exp(x - max), in f64. */
+function rowStats(x: ArrayLike<number>, idx: number[]): { m: number; s: number } {
+  let m = -Infinity;
+  for (const j of idx) m = Math.max(m, x[j]);
+  let s = 0;
+  for (const j of idx) s += Math.exp(x[j] - m);
+  return { m, s };
+}
+
+/** WGSL: `base` of element i's row; the row's elements are base + c * inner. */
+const wgslRowBase = (r: Rows) => `let base = (i / ${r.len * r.inner}u) * ${r.len * r.inner}u + i % ${r.inner}u;`;
+
+function sameShapeFloat(n: Node, ins: ValueType[]): void {
+  for (const t of ins) {
+    if (!isFloat(t.dtype)) throw new Error(`${n.op} '${n.name}': needs floating-point inputs, got ${t.dtype}`);
+    if (t.shape.join() !== ins[0].shape.join()) throw new Error(`${n.op} '${n.name}': inputs differ in shape ([${ins.map((i) => i.shape).join('], [')}])`);
+  }
+}
+
+function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
+  const log = op === 'LogSoftmax';
+  return {
+    op,
+    domain: '',
+    opsets: [13, 22],
+    precision: 'deny',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [x]) => {
+      sameShapeFloat(n, [x]);
+      rowsOf(n, x.shape);
+      return [{ dtype: x.dtype, shape: [...x.shape] }];
+    },
+    interp: (n, [x], ctx) => {
+      const out = new Float32Array(x.data.length);
+      forRows(rowsOf(n, x.shape), (idx) => {
+        const { m, s } = rowStats(x.data, idx);
+        for (const j of idx) out[j] = log ? x.data[j] - m - Math.log(s) : Math.exp(x.data[j] - m) / s;
+      });
+      return [{ ...ctx.outTypes[0], data: out }];
+    },
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      return [dy ? ctx.emit(`mpc.${op}Grad`, [dy, ctx.node.outputs[0]], { axis: attrInt(ctx.node, 'axis', -1) })[0] : undefined];
+    },
+    wgsl: (n, ctx: EmitCtx) => {
+      const w = ctx.writer();
+      const xt = ctx.type(n.inputs[0]);
+      const r = rowsOf(n, xt.shape);
+      const x = w.bind(n.inputs[0], xt.dtype, 'read');
+      const exp = wgslMath(w, 'mpc_exp');
+      const at = (c: string) => w.load(x, `base + ${c} * ${r.inner}u`);
+      const compute = `${wgslRowBase(r)}
+var m = ${at('0u')};
+for (var c = 1u; c < ${r.len}u; c++) { m = max(m, ${at('c')}); }
+var s = 0.0;
+for (var c = 0u; c < ${r.len}u; c++) { s += ${exp}(${at('c')} - m); }
+${log ? `return (${w.load(x, 'i')} - m) - ${wgslMath(w, 'mpc_log')}(s);` : `return ${exp}(${w.load(x, 'i')} - m) / s;`}`;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
+    },
+  };
+}
+
+/**
+ * Gradient ops (dY, Y) -> dX along `axis`:
+ *   Softmax:    dX = Y (dY - sum(dY Y))
+ *   LogSoftmax: dX = dY - exp(Y) sum(dY)
+ */
+function softmaxGradRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
+  const log = op === 'LogSoftmax';
+  return {
+    op: `mpc.${op}Grad`,
+    domain: 'mpc',
+    precision: 'deny',
+    arity: [2, 2],
+    outputs: 1,
+    infer: (n, [dy, y]) => {
+      sameShapeFloat(n, [dy, y]);
+      return [{ dtype: dy.dtype, shape: [...y.shape] }];
+    },
+    interp: (n, [dy, y], ctx) => {
+      const out = new Float32Array(y.data.length);
+      forRows(rowsOf(n, y.shape), (idx) => {
+        let s = 0;
+        for (const j of idx) s += log ? dy.data[j] : dy.data[j] * y.data[j];
+        for (const j of idx) out[j] = log ? dy.data[j] - Math.exp(y.data[j]) * s : y.data[j] * (dy.data[j] - s);
+      });
+      return [{ ...ctx.outTypes[0], data: out }];
+    },
+    wgsl: (n, ctx) => {
+      const w = ctx.writer();
+      const yt = ctx.type(n.inputs[1]);
+      const r = rowsOf(n, yt.shape);
+      const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
+      const y = w.bind(n.inputs[1], yt.dtype, 'read');
+      const at = (b: string, c: string) => w.load(b, `base + ${c} * ${r.inner}u`);
+      const term = log ? at(dy, 'c') : `${at(dy, 'c')} * ${at(y, 'c')}`;
+      const compute = `${wgslRowBase(r)}
+var s = 0.0;
+for (var c = 0u; c < ${r.len}u; c++) { s += ${term}; }
+${
+  log
+    ? `return ${w.load(dy, 'i')} - ${wgslMath(w, 'mpc_exp')}(${w.load(y, 'i')}) * s;`
+    : `return ${w.load(y, 'i')} * (${w.load(dy, 'i')} - s);`
+}`;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(yt.shape), compute })];
+    },
+  };
+}
+
+export const softmaxOps: OpRow[] = [softmaxRow('Softmax'), softmaxRow('LogSoftmax'), softmaxGradRow('Softmax'), softmaxGradRow('LogSoftmax')];
