@@ -223,7 +223,7 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   const engine = opts.backend === 'cpu' ? cpuEngine(p) : await gpuEngine(p);
   const optimizer = { ...p.program.optimizer, ...(opts.lr !== undefined ? { lr: opts.lr } : {}) };
   let step = 0;
-  if (opts.resume) step = await resume(engine, p, opts.resume);
+  if (opts.resume) step = await loadCheckpoint(engine, p, opts.resume);
   engine.setHparams(hparamValues(optimizer));
 
   const stepsPerEpoch = Math.floor(data.train.n / batch);
@@ -311,7 +311,8 @@ function checkpointNames(p: LoadedProgram): string[] {
   return p.program.buffers.filter((b) => b.role === 'param' || b.role === 'state').map((b) => b.name);
 }
 
-async function resume(engine: Engine, p: LoadedProgram, file: string): Promise<number> {
+/** Loads a checkpoint written by --checkpoint into an engine; returns its step count. */
+export async function loadCheckpoint(engine: Engine, p: LoadedProgram, file: string): Promise<number> {
   if (!existsSync(file)) throw new InputError(`--resume ${file}: no such file`);
   let decoded: ReturnType<typeof decodeTensors>;
   try {
