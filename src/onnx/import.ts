@@ -122,7 +122,9 @@ function valueInfoType(vi: O.IValueInfoProto, label: string): { dtype: DType; sh
     throw new InputError(`${label}: '${vi.name}': ${(e as Error).message}`);
   }
   const shape: Dim[] = (tt.shape?.dim ?? []).map((d, k) => {
-    if (d.dimValue !== null && d.dimValue !== undefined && num(d.dimValue) > 0) return num(d.dimValue);
+    // The `value` oneof says which of dim_value / dim_param is set (a dim_value may be 0).
+    const which = (d as { value?: string }).value;
+    if (which === 'dimValue' || (!which && !d.dimParam && num(d.dimValue) > 0)) return num(d.dimValue);
     return d.dimParam || `${vi.name}:${k}`;
   });
   return { dtype, shape };
