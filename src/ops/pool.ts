@@ -1,0 +1,562 @@
+// Pooling (MaxPool, AveragePool, GlobalAveragePool; NCHW, 1-D or 2-D windows) and Pad
+// (constant mode), with their gradient ops.
+//
+// MaxPool's gradient routes dY to the first maximum of each window (row-major window order,
+// as PyTorch); windows that hold no input element (possible only with odd dilations and
+// large pads) give 0. NaN is not propagated as PyTorch does: it wins a window only as its
+// first tap (the comparisons skip it otherwise).
+import { isFloat } from '../ir/dtypes.js';
+import { sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
+import type { Node } from '../ir/graph.js';
+import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
+import { checkShape, coords, windowGeom, windowOutShape, type Geom } from './conv.js';
+import { attrInt, attrInts, attrString, type EmitCtx, type OpRow } from './types.js';
+
+const u = (v: number) => `${v}u`;
+
+export function poolGeom(n: Node, x: readonly number[]): Geom {
+  if (n.attrs.storage_order !== undefined && attrInt(n, 'storage_order') !== 0)
+    throw new Error(`${n.op} '${n.name}': storage_order=1 concerns the Indices output, which is not supported`);
+  return windowGeom(n, x, attrInts(n, 'kernel_shape'), attrInt(n, 'ceil_mode', 0) === 1);
+}
+
+/** Spatial index (ih * W + iw) of tap (kh, kw) of window (oh, ow), or -1 when it lies in the padding. */
+function tap(g: Geom, oh: number, ow: number, kh: number, kw: number): number {
+  const ih = oh * g.sH - g.pT + kh * g.dH;
+  const iw = ow * g.sW - g.pL + kw * g.dW;
+  return ih < 0 || ih >= g.H || iw < 0 || iw >= g.W ? -1 : ih * g.W + iw;
+}
+
+/** Spatial index (ih * W + iw) of the first maximum of window (oh, ow) of plane `x`, or -1. */
+function argmaxRef(g: Geom, x: ArrayLike<number>, base: number, oh: number, ow: number): number {
+  let best = -1;
+  let bv = 0;
+  for (let kh = 0; kh < g.kH; kh++)
+    for (let kw = 0; kw < g.kW; kw++) {
+      const t = tap(g, oh, ow, kh, kw);
+      if (t < 0) continue;
+      const v = x[base + t];
+      if (best < 0 || v > bv) [best, bv] = [t, v];
+    }
+  return best;
+}
+
+/** Number of taps of window (oh, ow) counted by AveragePool's divisor. */
+function avgCount(g: Geom, oh: number, ow: number, includePad: boolean): number {
+  // count_include_pad counts taps inside the padded extent [-pb, in + pe) (PyTorch, ORT):
+  // the part of a ceil_mode window past the end padding never counts.
+  const axis = (o: number, s: number, p: number, k: number, d: number, len: number, pe: number) => {
+    const [lo, hi] = includePad ? [-p, len + pe] : [0, len];
+    let c = 0;
+    for (let t = 0; t < k; t++) {
+      const pos = o * s - p + t * d;
+      if (pos >= lo && pos < hi) c++;
+    }
+    return c;
+  };
+  return axis(oh, g.sH, g.pT, g.kH, g.dH, g.H, g.pB) * axis(ow, g.sW, g.pL, g.kW, g.dW, g.W, g.pR);
+}
+
+export function maxPoolRef(g: Geom, x: ArrayLike<number>): Float64Array {
+  const planes = g.N * g.C;
+  const y = new Float64Array(planes * g.oH * g.oW);
+  let o = 0;
+  for (let p = 0; p < planes; p++)
+    for (let oh = 0; oh < g.oH; oh++)
+      for (let ow = 0; ow < g.oW; ow++) {
+        const t = argmaxRef(g, x, p * g.H * g.W, oh, ow);
+        y[o++] = t < 0 ? 0 : x[p * g.H * g.W + t];
+      }
+  return y;
+}
+
+export function maxPoolGradRef(g: Geom, dy: ArrayLike<number>, x: ArrayLike<number>): Float64Array {
+  const planes = g.N * g.C;
+  const dx = new Float64Array(planes * g.H * g.W);
+  let o = 0;
+  for (let p = 0; p < planes; p++)
+    for (let oh = 0; oh < g.oH; oh++)
+      for (let ow = 0; ow < g.oW; ow++, o++) {
+        const t = argmaxRef(g, x, p * g.H * g.W, oh, ow);
+        if (t >= 0) dx[p * g.H * g.W + t] += dy[o];
+      }
+  return dx;
+}
+
+export function avgPoolRef(g: Geom, x: ArrayLike<number>, includePad: boolean): Float64Array {
+  const planes = g.N * g.C;
+  const y = new Float64Array(planes * g.oH * g.oW);
+  let o = 0;
+  for (let p = 0; p < planes; p++)
+    for (let oh = 0; oh < g.oH; oh++)
+      for (let ow = 0; ow < g.oW; ow++) {
+        let s = 0;
+        for (let kh = 0; kh < g.kH; kh++)
+          for (let kw = 0; kw < g.kW; kw++) {
+            const t = tap(g, oh, ow, kh, kw);
+            if (t >= 0) s += x[p * g.H * g.W + t];
+          }
+        const cnt = avgCount(g, oh, ow, includePad);
+        y[o++] = cnt ? s / cnt : 0;
+      }
+  return y;
+}
+
+export function avgPoolGradRef(g: Geom, dy: ArrayLike<number>, includePad: boolean): Float64Array {
+  const planes = g.N * g.C;
+  const dx = new Float64Array(planes * g.H * g.W);
+  let o = 0;
+  for (let p = 0; p < planes; p++)
+    for (let oh = 0; oh < g.oH; oh++)
+      for (let ow = 0; ow < g.oW; ow++, o++) {
+        const cnt = avgCount(g, oh, ow, includePad);
+        if (!cnt) continue;
+        for (let kh = 0; kh < g.kH; kh++)
+          for (let kw = 0; kw < g.kW; kw++) {
+            const t = tap(g, oh, ow, kh, kw);
+            if (t >= 0) dx[p * g.H * g.W + t] += dy[o] / cnt;
+          }
+      }
+  return dx;
+}
+
+// ---------------------------------------------------------------------------------------------
+// WGSL pieces shared by the pooling kernels.
+
+/** `fn window_argmax(plane: u32, oh: u32, ow: u32) -> i32`: as argmaxRef. */
+function defineArgmax(w: KernelWriter, g: Geom, x: string): void {
+  w.define(`fn window_argmax(plane: u32, oh: u32, ow: u32) -> i32 {
+  let base = plane * ${u(g.H * g.W)};
+  var best = -1;
+  var bv = 0.0;
+  for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
+    let ih = i32(oh * ${u(g.sH)} + kh * ${u(g.dH)}) - ${g.pT};
+    if (ih < 0 || ih >= ${g.H}) { continue; }
+    for (var kw = 0u; kw < ${u(g.kW)}; kw++) {
+      let iw = i32(ow * ${u(g.sW)} + kw * ${u(g.dW)}) - ${g.pL};
+      if (iw < 0 || iw >= ${g.W}) { continue; }
+      let t = ih * ${g.W} + iw;
+      let v = ${w.load(x, 'base + u32(t)')};
+      if (best < 0 || v > bv) { best = t; bv = v; }
+    }
+  }
+  return best;
+}
+`);
+}
+
+/** `fn avg_count(oh: u32, ow: u32) -> f32`: as avgCount. */
+function defineAvgCount(w: KernelWriter, g: Geom, includePad: boolean): void {
+  const axis = (name: string, s: number, p: number, k: number, d: number, len: number, pe: number) => {
+    const [lo, hi] = includePad ? [-p, len + pe] : [0, len];
+    return `fn count_${name}(o: u32) -> u32 {
+  var c = 0u;
+  for (var t = 0u; t < ${u(k)}; t++) {
+    let pos = i32(o * ${u(s)} + t * ${u(d)}) - ${p};
+    if (pos >= ${lo} && pos < ${hi}) { c++; }
+  }
+  return c;
+}
+`;
+  };
+  w.define(axis('h', g.sH, g.pT, g.kH, g.dH, g.H, g.pB));
+  w.define(axis('w', g.sW, g.pL, g.kW, g.dW, g.W, g.pR));
+  w.define(`fn avg_count(oh: u32, ow: u32) -> f32 { return f32(count_h(oh) * count_w(ow)); }\n`);
+}
+
+/**
+ * WGSL loop over the windows (oh, ow) that tap input element (ih, iw) of `plane`: `body`
+ * runs with `oh`, `ow` and `o` (the flat dY index) defined.
+ */
+function windowsOfInput(g: Geom, body: string): string {
+  return `for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
+  let th = i32(ih) + ${g.pT} - i32(kh * ${u(g.dH)});
+  if (th < 0 || th % ${g.sH} != 0 || th / ${g.sH} >= ${g.oH}) { continue; }
+  let oh = u32(th / ${g.sH});
+  for (var kw = 0u; kw < ${u(g.kW)}; kw++) {
+    let tw = i32(iw) + ${g.pL} - i32(kw * ${u(g.dW)});
+    if (tw < 0 || tw % ${g.sW} != 0 || tw / ${g.sW} >= ${g.oW}) { continue; }
+    let ow = u32(tw / ${g.sW});
+    let o = (plane * ${u(g.oH)} + oh) * ${u(g.oW)} + ow;
+${body.replace(/^/gm, '    ')}
+  }
+}`;
+}
+
+function geom4(g: Geom, out: boolean): [number, number, number, number] {
+  return [g.N, g.C, out ? g.oH : g.H, out ? g.oW : g.W];
+}
+
+const planeCoords = (g: Geom, out: boolean) =>
+  `${coords(['nn', 'cc', out ? 'oh' : 'ih', out ? 'ow' : 'iw'], geom4(g, out))}\nlet plane = nn * ${u(g.C)} + cc;`;
+
+// ---------------------------------------------------------------------------------------------
+// Pad (constant mode).
+
+/**
+ * Full-rank pads [b0, b1, ..., e0, e1, ...] of a Pad node from its `pads` input and the
+ * optional `axes` input (opset 18).
+ */
+export function resolvePads(n: Node, rank: number, pads: Tensor | undefined, axes: Tensor | undefined): number[] {
+  if (!pads) throw new Error(`${n.op} '${n.name}': the pads input must be a constant (pass --batch to fix dynamic dimensions)`);
+  const raw = Array.from(pads.data);
+  let ax = [...Array(rank).keys()];
+  if (axes) ax = Array.from(axes.data, (a) => (a < 0 ? a + rank : a));
+  if (ax.some((a) => a < 0 || a >= rank) || new Set(ax).size !== ax.length) throw new Error(`${n.op} '${n.name}': invalid axes [${axes ? Array.from(axes.data) : ''}] for rank ${rank}`);
+  if (raw.length !== 2 * ax.length) throw new Error(`${n.op} '${n.name}': pads must have ${2 * ax.length} values, got [${raw}]`);
+  const out = new Array<number>(2 * rank).fill(0);
+  ax.forEach((a, k) => {
+    out[a] = raw[k];
+    out[a + rank] = raw[k + ax.length];
+  });
+  return out;
+}
+
+/**
+ * `fn pad_begin(d: i32) -> i32`: the padding before dimension d, read from the pads input
+ * (and axes input) buffers at run time. The code generator sees shapes, not constant contents;
+ * the shapes (static) already fix how much is padded in all.
+ */
+function definePadBegin(w: KernelWriter, ctx: EmitCtx, rank: number, padsName: string, axesName: string | undefined): void {
+  const pads = w.bind(padsName, ctx.type(padsName).dtype, 'read');
+  let body = `return ${w.load(pads, 'u32(d)')};`;
+  if (axesName) {
+    const axes = w.bind(axesName, ctx.type(axesName).dtype, 'read');
+    const count = sizeOf(ctx.type(axesName).shape);
+    body = `for (var k = 0u; k < ${u(count)}; k++) {
+    var a = ${w.load(axes, 'k')};
+    if (a < 0) { a += ${rank}; }
+    if (a == d) { return ${w.load(pads, 'k')}; }
+  }
+  return 0;`;
+  }
+  w.define(`fn pad_begin(d: i32) -> i32 {\n  ${body}\n}\n`);
+}
+
+/**
+ * WGSL lines of a map kernel over shape `outShape` that compute `src`, the flat index into a
+ * tensor of shape `fromShape`: output coordinate c reads c - pad_begin(d) (sign 1, Pad) or
+ * c + pad_begin(d) (sign -1, its gradient); out of range, the kernel returns `outside`.
+ */
+function padLines(outShape: readonly number[], fromShape: readonly number[], sign: 1 | -1, outside: string): string[] {
+  const ost = stridesOf(outShape);
+  const fst = stridesOf(fromShape);
+  const lines = ['var src = 0u;'];
+  for (let d = 0; d < outShape.length; d++) {
+    lines.push(
+      `let j${d} = i32((i / ${u(ost[d])}) % ${u(outShape[d])}) ${sign > 0 ? '-' : '+'} pad_begin(${d});`,
+      `if (j${d} < 0 || j${d} >= ${fromShape[d]}) { return ${outside}; }`,
+      `src += u32(j${d}) * ${u(fst[d])};`,
+    );
+  }
+  return lines;
+}
+
+function padShape(n: Node, x: readonly number[], pads: number[]): number[] {
+  const r = x.length;
+  const shape = x.map((d, i) => d + pads[i] + pads[i + r]);
+  if (shape.some((d) => d < 0)) throw new Error(`Pad '${n.name}': pads [${pads}] remove more than [${x}] holds`);
+  return shape;
+}
+
+export function padRef(x: ArrayLike<number>, xs: readonly number[], pads: number[], value: number): Float64Array {
+  const r = xs.length;
+  const os = xs.map((d, i) => d + pads[i] + pads[i + r]);
+  const ost = stridesOf(os);
+  const ist = stridesOf(xs);
+  const y = new Float64Array(sizeOf(os));
+  for (let i = 0; i < y.length; i++) {
+    let rem = i;
+    let src = 0;
+    let inside = true;
+    for (let d = 0; d < r; d++) {
+      const c = Math.floor(rem / ost[d]);
+      rem -= c * ost[d];
+      const j = c - pads[d];
+      if (j < 0 || j >= xs[d]) inside = false;
+      else src += j * ist[d];
+    }
+    y[i] = inside ? x[src] : value;
+  }
+  return y;
+}
+
+function padMode(n: Node): void {
+  const mode = attrString(n, 'mode', 'constant');
+  if (mode !== 'constant') throw new Error(`Pad '${n.name}': mode '${mode}' is not supported yet (constant)`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows.
+
+function poolWgsl(n: Node, ctx: EmitCtx, compute: (w: KernelWriter, g: Geom, x: string) => string) {
+  const xt = ctx.type(n.inputs[0]);
+  const g = poolGeom(n, xt.shape);
+  const w = ctx.writer();
+  const x = w.bind(n.inputs[0], xt.dtype, 'read');
+  const yt = ctx.type(n.outputs[0]);
+  return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute: compute(w, g, x) })];
+}
+
+const includePad = (n: Node) => attrInt(n, 'count_include_pad', 0) === 1;
+
+function noIndices(n: Node): void {
+  if (n.outputs.length > 1 && n.outputs[1]) throw new Error(`MaxPool '${n.name}': the Indices output is not supported`);
+}
+
+export const poolOps: OpRow[] = [
+  {
+    op: 'MaxPool',
+    domain: '',
+    opsets: [10, 22],
+    precision: 'follow',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [x]) => {
+      noIndices(n);
+      return [{ dtype: x.dtype, shape: windowOutShape(poolGeom(n, x.shape), x.shape[1]) }];
+    },
+    interp: (n, [x], ctx) => [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: Float32Array.from(maxPoolRef(poolGeom(n, x.shape), x.data)) }],
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      const x = ctx.node.inputs[0];
+      return [dy ? ctx.emit('mpc.MaxPoolGrad', [dy, x], { ...ctx.node.attrs })[0] : undefined];
+    },
+    wgsl: (n, ctx) =>
+      poolWgsl(n, ctx, (w, g, x) => {
+        defineArgmax(w, g, x);
+        return `${planeCoords(g, true)}
+let t = window_argmax(plane, oh, ow);
+if (t < 0) { return 0.0; }
+return ${w.load(x, `plane * ${u(g.H * g.W)} + u32(t)`)};`;
+      }),
+  },
+  {
+    // dX of MaxPool: dY routed to each window's first maximum. inputs: dY, X; MaxPool's attributes.
+    op: 'mpc.MaxPoolGrad',
+    domain: 'mpc',
+    precision: 'follow',
+    arity: [2, 2],
+    outputs: 1,
+    infer: (n, [dy, x]) => {
+      checkShape(n, 'dY', dy.shape, windowOutShape(poolGeom(n, x.shape), x.shape[1]));
+      return [{ dtype: dy.dtype, shape: [...x.shape] }];
+    },
+    interp: (n, [dy, x]) => [{ dtype: dy.dtype, shape: [...x.shape], data: Float32Array.from(maxPoolGradRef(poolGeom(n, x.shape), dy.data, x.data)) }],
+    wgsl: (n, ctx) => {
+      const [dyn, xn] = n.inputs;
+      const xt = ctx.type(xn);
+      const g = poolGeom(n, xt.shape);
+      const w = ctx.writer();
+      const dy = w.bind(dyn, ctx.type(dyn).dtype, 'read');
+      const x = w.bind(xn, xt.dtype, 'read');
+      defineArgmax(w, g, x);
+      const compute = `${planeCoords(g, false)}
+let me = i32(ih * ${u(g.W)} + iw);
+var s = 0.0;
+${windowsOfInput(g, `if (window_argmax(plane, oh, ow) == me) { s += ${w.load(dy, 'o')}; }`)}
+return s;`;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
+    },
+  },
+  {
+    op: 'AveragePool',
+    domain: '',
+    opsets: [11, 22],
+    precision: 'follow',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [x]) => [{ dtype: x.dtype, shape: windowOutShape(poolGeom(n, x.shape), x.shape[1]) }],
+    interp: (n, [x], ctx) => [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: Float32Array.from(avgPoolRef(poolGeom(n, x.shape), x.data, includePad(n))) }],
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      return [dy ? ctx.emit('mpc.AveragePoolGrad', [dy], { ...ctx.node.attrs, shape: ctx.type(ctx.node.inputs[0]).shape })[0] : undefined];
+    },
+    wgsl: (n, ctx) =>
+      poolWgsl(n, ctx, (w, g, x) => {
+        defineAvgCount(w, g, includePad(n));
+        return `${planeCoords(g, true)}
+let base = plane * ${u(g.H * g.W)};
+var s = 0.0;
+for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
+  let ih = i32(oh * ${u(g.sH)} + kh * ${u(g.dH)}) - ${g.pT};
+  if (ih < 0 || ih >= ${g.H}) { continue; }
+  for (var kw = 0u; kw < ${u(g.kW)}; kw++) {
+    let iw = i32(ow * ${u(g.sW)} + kw * ${u(g.dW)}) - ${g.pL};
+    if (iw < 0 || iw >= ${g.W}) { continue; }
+    s += ${w.load(x, `base + u32(ih * ${g.W} + iw)`)};
+  }
+}
+let cnt = avg_count(oh, ow);
+return select(0.0, s / cnt, cnt > 0.0);`;
+      }),
+  },
+  {
+    // dX of AveragePool. inputs: dY; AveragePool's attributes plus `shape` (X's shape).
+    op: 'mpc.AveragePoolGrad',
+    domain: 'mpc',
+    precision: 'follow',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [dy]) => {
+      const xs = attrInts(n, 'shape');
+      checkShape(n, 'dY', dy.shape, windowOutShape(poolGeom(n, xs), xs[1]));
+      return [{ dtype: dy.dtype, shape: [...xs] }];
+    },
+    interp: (n, [dy]) => {
+      const xs = attrInts(n, 'shape');
+      return [{ dtype: dy.dtype, shape: [...xs], data: Float32Array.from(avgPoolGradRef(poolGeom(n, xs), dy.data, includePad(n))) }];
+    },
+    wgsl: (n, ctx) => {
+      const xs = attrInts(n, 'shape');
+      const g = poolGeom(n, xs);
+      const w = ctx.writer();
+      const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
+      defineAvgCount(w, g, includePad(n));
+      // Taps are only ever inside the input here, so every window reached has cnt >= 1.
+      const compute = `${planeCoords(g, false)}
+var s = 0.0;
+${windowsOfInput(g, `s += ${w.load(dy, 'o')} / avg_count(oh, ow);`)}
+return s;`;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xs), compute })];
+    },
+  },
+  {
+    op: 'GlobalAveragePool',
+    domain: '',
+    opsets: [1, 22],
+    precision: 'deny',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [x]) => {
+      if (x.shape.length < 3) throw new Error(`GlobalAveragePool '${n.name}': input must be (N, C, spatial...), got [${x.shape}]`);
+      return [{ dtype: x.dtype, shape: [x.shape[0], x.shape[1], ...x.shape.slice(2).map(() => 1)] }];
+    },
+    interp: (_n, [x], ctx) => {
+      const hw = sizeOf(x.shape.slice(2));
+      const y = new Float32Array(x.shape[0] * x.shape[1]);
+      for (let p = 0; p < y.length; p++) {
+        let s = 0;
+        for (let k = 0; k < hw; k++) s += x.data[p * hw + k];
+        y[p] = s / hw;
+      }
+      return [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: y }];
+    },
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      return [dy ? ctx.emit('mpc.GlobalAveragePoolGrad', [dy], { shape: ctx.type(ctx.node.inputs[0]).shape })[0] : undefined];
+    },
+    wgsl: (n, ctx) => {
+      const xt = ctx.type(n.inputs[0]);
+      const hw = sizeOf(xt.shape.slice(2));
+      const w = ctx.writer();
+      const x = w.bind(n.inputs[0], xt.dtype, 'read');
+      const compute = `var s = 0.0;
+for (var k = 0u; k < ${u(hw)}; k++) { s += ${w.load(x, `i * ${u(hw)} + k`)}; }
+return s / ${f32Lit(hw)};`;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: xt.shape[0] * xt.shape[1], compute })];
+    },
+  },
+  {
+    // dX of GlobalAveragePool: dY / (spatial size), broadcast. inputs: dY; attribute `shape` (X's).
+    op: 'mpc.GlobalAveragePoolGrad',
+    domain: 'mpc',
+    precision: 'deny',
+    arity: [1, 1],
+    outputs: 1,
+    infer: (n, [dy]) => {
+      const xs = attrInts(n, 'shape');
+      checkShape(n, 'dY', dy.shape, [xs[0], xs[1], ...xs.slice(2).map(() => 1)]);
+      return [{ dtype: dy.dtype, shape: [...xs] }];
+    },
+    interp: (n, [dy]) => {
+      const xs = attrInts(n, 'shape');
+      const hw = sizeOf(xs.slice(2));
+      return [{ dtype: dy.dtype, shape: [...xs], data: Float32Array.from({ length: sizeOf(xs) }, (_, i) => dy.data[Math.floor(i / hw)] / hw) }];
+    },
+    wgsl: (n, ctx) => {
+      const xs = attrInts(n, 'shape');
+      const hw = sizeOf(xs.slice(2));
+      const w = ctx.writer();
+      const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xs), compute: `return ${w.load(dy, `i / ${u(hw)}`)} / ${f32Lit(hw)};` })];
+    },
+  },
+  {
+    // ONNX Pad, constant mode. inputs: data, pads (a constant), [constant_value], [axes (opset 18)].
+    op: 'Pad',
+    domain: '',
+    opsets: [11, 22],
+    precision: 'follow',
+    dataInputs: [0, 2],
+    arity: [2, 4],
+    outputs: 1,
+    infer: (n, [x, , cv], consts) => {
+      padMode(n);
+      if (n.inputs[3] && !consts[3]) throw new Error(`Pad '${n.name}': the axes input must be a constant`);
+      const pads = resolvePads(n, x.shape.length, consts[1], consts[3]);
+      if (cv && sizeOf(cv.shape) !== 1) throw new Error(`Pad '${n.name}': constant_value must hold one value, got [${cv.shape}]`);
+      if (cv && isFloat(cv.dtype) !== isFloat(x.dtype)) throw new Error(`Pad '${n.name}': constant_value is ${cv.dtype}, data is ${x.dtype}`);
+      return [{ dtype: x.dtype, shape: padShape(n, x.shape, pads) }];
+    },
+    interp: (n, [x, pads, cv, axes], ctx) => {
+      const y = padRef(x.data, x.shape, resolvePads(n, x.shape.length, pads, axes), cv ? cv.data[0] : 0);
+      return [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: isFloat(x.dtype) ? Float32Array.from(y) : Int32Array.from(y) }];
+    },
+    grad: (ctx) => {
+      const dy = ctx.dy[0];
+      if (!dy) return [undefined];
+      const [x, pads, cv, axes] = ctx.node.inputs;
+      // The adjoint of padding is cropping.
+      const dx = ctx.emit('mpc.PadGrad', axes ? [dy, pads, axes] : [dy, pads], { shape: ctx.type(x).shape })[0];
+      // constant_value fills every position that does not come from X: sum(dY) - sum(dX).
+      let dcv: string | undefined;
+      if (cv && isFloat(ctx.type(cv).dtype)) {
+        const total = (v: string) => ctx.emit('mpc.SumTo', [v], { shape: ctx.type(cv).shape })[0];
+        dcv = ctx.emit('Sub', [total(dy), total(dx)])[0];
+      }
+      return [dx, undefined, dcv, undefined];
+    },
+    wgsl: (n, ctx) => {
+      const [xn, padsName, cvName, axesName] = n.inputs;
+      const xt = ctx.type(xn);
+      const yt = ctx.type(n.outputs[0]);
+      const w = ctx.writer();
+      const x = w.bind(xn, xt.dtype, 'read');
+      definePadBegin(w, ctx, xt.shape.length, padsName, axesName || undefined);
+      const value = cvName ? w.load(w.bind(cvName, ctx.type(cvName).dtype, 'read'), '0u') : isFloat(xt.dtype) ? '0.0' : '0';
+      const lines = [...padLines(yt.shape, xt.shape, 1, value), `return ${w.load(x, 'src')};`];
+      return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute: lines.join('\n') })];
+    },
+  },
+  {
+    // dX of Pad: dY cropped back to X (positions of X that a negative pad removed get 0).
+    // inputs: dY, pads, [axes] (the Pad's); attribute `shape` (X's shape).
+    op: 'mpc.PadGrad',
+    domain: 'mpc',
+    precision: 'follow',
+    dataInputs: [0],
+    arity: [2, 3],
+    outputs: 1,
+    infer: (n, [dy], consts) => {
+      const xs = attrInts(n, 'shape');
+      if (consts[1]) checkShape(n, 'dY', dy.shape, padShape(n, xs, resolvePads(n, xs.length, consts[1], consts[2])));
+      return [{ dtype: dy.dtype, shape: [...xs] }];
+    },
+    interp: (n, [dy, pads, axes]) => {
+      const xs = attrInts(n, 'shape');
+      const p = resolvePads(n, xs.length, pads, axes).map((v) => -v);
+      return [{ dtype: dy.dtype, shape: [...xs], data: Float32Array.from(padRef(dy.data, dy.shape, p, 0)) }];
+    },
+    wgsl: (n, ctx) => {
+      const [dyn, padsName, axesName] = n.inputs;
+      const dyt = ctx.type(dyn);
+      const xs = attrInts(n, 'shape');
+      const w = ctx.writer();
+      const dy = w.bind(dyn, dyt.dtype, 'read');
+      definePadBegin(w, ctx, xs.length, padsName, axesName || undefined);
+      const lines = [...padLines(xs, dyt.shape, -1, '0.0'), `return ${w.load(dy, 'src')};`];
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xs), compute: lines.join('\n') })];
+    },
+  },
+];
