@@ -23,13 +23,6 @@ interface Known {
 
 const BOTH: Backend[] = ['interp', 'webgpu'];
 
-// SoftmaxCrossEntropyLoss: the row covers 2-D scores, no `weights` input, one output and
-// reduction mean/sum; the suite also tests N-d scores [N, C, d1...], weights, the optional
-// log_prob output and reduction 'none'.
-const SCE_WEIGHTS: Known = { backends: BOTH, reason: 'SoftmaxCrossEntropyLoss row: no weights input (arity 2..2, got 3)' };
-const SCE_LOG_PROB: Known = { backends: BOTH, reason: 'SoftmaxCrossEntropyLoss row: one output, the log_prob output is not supported' };
-const SCE_ND: Known = { backends: BOTH, reason: 'SoftmaxCrossEntropyLoss row: scores must be [N, C] (no N-d scores)' };
-
 const POOL_3D: Known = { backends: BOTH, reason: 'AveragePool/MaxPool rows: only 1-D and 2-D pooling (no 3-D)' };
 const MAXPOOL_INDICES: Known = { backends: BOTH, reason: 'MaxPool row: one output, the Indices output is not supported' };
 const POW_INT: Known = { backends: BOTH, reason: 'Pow row: integer bases are not supported' };
@@ -62,38 +55,6 @@ const KNOWN_FAILURES: Record<string, Known> = {
   test_training_dropout_default: DROPOUT_TRAINING,
   test_training_dropout_default_mask: DROPOUT_TRAINING,
   test_training_dropout_mask: DROPOUT_TRAINING,
-
-  test_sce_NCd1_mean_weight_negative_ii: SCE_WEIGHTS,
-  test_sce_NCd1_mean_weight_negative_ii_log_prob: SCE_LOG_PROB,
-  test_sce_NCd1d2d3_none_no_weight_negative_ii: SCE_ND,
-  test_sce_NCd1d2d3_none_no_weight_negative_ii_log_prob: SCE_LOG_PROB,
-  test_sce_NCd1d2d3_sum_weight_high_ii: SCE_WEIGHTS,
-  test_sce_NCd1d2d3_sum_weight_high_ii_log_prob: SCE_LOG_PROB,
-  test_sce_NCd1d2d3d4d5_mean_weight: SCE_WEIGHTS,
-  test_sce_NCd1d2d3d4d5_mean_weight_log_prob: SCE_LOG_PROB,
-  test_sce_NCd1d2d3d4d5_none_no_weight: SCE_ND,
-  test_sce_NCd1d2d3d4d5_none_no_weight_log_prob: SCE_LOG_PROB,
-  test_sce_mean_3d: SCE_ND,
-  test_sce_mean_3d_log_prob: SCE_LOG_PROB,
-  test_sce_mean_log_prob: SCE_LOG_PROB,
-  test_sce_mean_no_weight_ii_3d: SCE_ND,
-  test_sce_mean_no_weight_ii_3d_log_prob: SCE_LOG_PROB,
-  test_sce_mean_no_weight_ii_4d: SCE_ND,
-  test_sce_mean_no_weight_ii_4d_log_prob: SCE_LOG_PROB,
-  test_sce_mean_no_weight_ii_log_prob: SCE_LOG_PROB,
-  test_sce_mean_weight: SCE_WEIGHTS,
-  test_sce_mean_weight_ii: SCE_WEIGHTS,
-  test_sce_mean_weight_ii_3d: SCE_WEIGHTS,
-  test_sce_mean_weight_ii_3d_log_prob: SCE_LOG_PROB,
-  test_sce_mean_weight_ii_4d: SCE_WEIGHTS,
-  test_sce_mean_weight_ii_4d_log_prob: SCE_LOG_PROB,
-  test_sce_mean_weight_ii_log_prob: SCE_LOG_PROB,
-  test_sce_mean_weight_log_prob: SCE_LOG_PROB,
-  test_sce_none: { backends: BOTH, reason: "SoftmaxCrossEntropyLoss row: reduction 'none' is not supported" },
-  test_sce_none_log_prob: SCE_LOG_PROB,
-  test_sce_none_weights: SCE_WEIGHTS,
-  test_sce_none_weights_log_prob: SCE_LOG_PROB,
-  test_sce_sum_log_prob: SCE_LOG_PROB,
 };
 
 const cases = discover().filter(runnable);

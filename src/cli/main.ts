@@ -7,7 +7,7 @@ import { parseOverride, POLICY_PRESETS, type ClassOverride } from '../ir/policy.
 import { printGraph } from '../ir/print.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
 import { EVAL_PIPELINE, TRAIN_PIPELINE } from '../passes/pipeline.js';
-import { getGpu } from '../runtime/device.js';
+import { spawnSync } from 'node:child_process';
 import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
 import { gradCommand, runCommand } from './run-grad.js';
 import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
@@ -93,11 +93,19 @@ async function subgroupSize(v: string): Promise<number | undefined> {
     if (!Number.isInteger(n) || n < 1 || (n & (n - 1)) !== 0) throw new InputError(`--subgroup-size must be auto, off or a power of two, got '${v}'`);
     return n;
   }
-  try {
-    return (await getGpu()).subgroupSize;
-  } catch {
-    return undefined; // no adapter here: portable kernels
-  }
+  return probeSubgroupSize();
+}
+
+/**
+ * Asks the local adapter for its fixed subgroup size in a child process: opening a Dawn
+ * adapter prints driver warnings on stderr, which must not reach a command's own output.
+ */
+function probeSubgroupSize(): number | undefined {
+  const device = new URL('../runtime/device.js', import.meta.url).href;
+  const code = `const { getGpu } = await import(${JSON.stringify(device)}); try { const g = await getGpu(); console.log(g.subgroupSize ?? ''); } catch { console.log(''); } process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 });
+  const n = Number(r.stdout?.trim());
+  return r.status === 0 && Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 function kib(n: number): string {
