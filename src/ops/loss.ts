@@ -22,7 +22,8 @@
 // log_prob = (x - max) - log Σ keep their relative accuracy when one class dominates.
 import type { Node } from '../ir/graph.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
+import { f32Lit, layoutOf, mapKernel, MAP_WORKGROUP, type KernelWriter } from '../codegen/storage.js';
+import { dispatch1d } from '../codegen/kernel.js';
 import { wgslMath } from './math.js';
 import { attrInt, attrString, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
 
@@ -370,11 +371,37 @@ let w = ${h.weight()}(p);
 if (w == 0.0) { return 0.0; }
 let k = w * (${scale});
 let hit = u32(${h.label()}(p)) == c;`;
+      const outDtype = ctx.type(n.outputs[0]).dtype;
+      if (kind === 'sce' && D === 1 && layoutOf(outDtype, ctx.target).perWord === 1) {
+        // [positions, C] with one value per word: one invocation per position computes the
+        // row's log-sum-exp and the reduction's scale once and writes the whole row (the
+        // per-element kernel below recomputes both for every element: O(C + P) each).
+        const out = w.bind(n.outputs[0], outDtype, 'read_write');
+        const x = h.bind(n.inputs[1]);
+        const exp = wgslMath(w, 'mpc_exp');
+        const rowScale = s.reduction === 'none' ? w.load(dy, 'p') : s.reduction === 'sum' ? w.load(dy, '0u') : `${w.load(dy, '0u')} / ${h.weightSum()}()`;
+        const body = `let p = flat;
+if (p >= ${s.N}u) { return; }
+let base = p * ${C}u;
+let wp = ${h.weight()}(p);
+if (wp == 0.0) {
+  for (var c = 0u; c < ${C}u; c++) { ${w.store(out, 'base + c', '0.0')} }
+  return;
+}
+let k = wp * (${rowScale});
+let y = u32(${h.label()}(p));
+let ml = ${h.lse()}(base);
+for (var c = 0u; c < ${C}u; c++) {
+  let v = k * (${exp}((${w.load(x, 'base + c')} - ml.x) - ml.y) - select(0.0, 1.0, y == c));
+  ${w.store(out, 'base + c', 'v')}
+}`;
+        return [w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(s.N / MAP_WORKGROUP)) })];
+      }
       const compute =
         kind === 'nll'
           ? `${head}\nreturn select(0.0, -k, hit);`
           : `${head}\nlet ml = ${h.lse()}(i - c * ${D}u);\nreturn k * (${wgslMath(w, 'mpc_exp')}((${w.load(h.bind(n.inputs[1]), 'i')} - ml.x) - ml.y) - select(0.0, 1.0, hit));`;
-      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(ctx.type(n.inputs[1]).shape), compute })];
+      return [mapKernel(w, { out: n.outputs[0], outDtype, count: sizeOf(ctx.type(n.inputs[1]).shape), compute })];
     },
   };
 }
