@@ -14,7 +14,9 @@ function attrText(op: string, k: string, v: AttrValue): string {
 
 function typeText(g: Graph, name: string): string {
   const v = g.values.get(name);
-  return v ? `${v.dtype}${formatShape(v.shape)}` : '?';
+  // Before infer-types, a node's results have no type yet.
+  if (!v || (v.role === 'activation' && !g.meta.typed)) return '?';
+  return `${v.dtype}${formatShape(v.shape)}`;
 }
 
 export function printNode(g: Graph, n: Node): string {
