@@ -27,7 +27,7 @@ import type { onnx as O } from 'onnx-proto';
 import { generate } from '../codegen/program.js';
 import { passCtx } from '../compile/options.js';
 import { runGraph } from '../interp/interpreter.js';
-import { fromOnnx, isFloat, type DType } from '../ir/dtypes.js';
+import { fromOnnx, isFloat } from '../ir/dtypes.js';
 import { staticShape, type Graph } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import { importOnnx, tensorFromProto } from '../onnx/import.js';

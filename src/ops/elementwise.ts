@@ -1,6 +1,7 @@
 // Elementwise ops with numpy broadcasting. Each op is a row built from its scalar math
 // (CPU reference), its WGSL expression and its gradient rule.
-import { broadcastShapes, broadcastStrides, sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
+import { broadcastShapes, broadcastStrides, sizeOf, stridesOf, type Tensor, type TensorData } from '../ir/tensor.js';
+import { isFloat, type DType } from '../ir/dtypes.js';
 import type { PrecisionClass } from '../ir/graph.js';
 import { KernelWriter, mapKernel } from '../codegen/storage.js';
 import { broadcastIndex } from '../codegen/index-math.js';
@@ -12,10 +13,10 @@ function sameFloatDtype(op: string, ins: ValueType[]): void {
       throw new Error(`${op}: operands have different dtypes (${ins.map((x) => x.dtype).join(', ')}); a cast is missing`);
 }
 
-/** Applies f elementwise over broadcast inputs, in f64, into a Float32Array. */
-export function broadcastMap(ins: Tensor[], outShape: number[], f: (...xs: number[]) => number): Float32Array {
+/** Applies f elementwise over broadcast inputs, in f64, into a Float32Array (Int32Array for integer outputs). */
+export function broadcastMap(ins: Tensor[], outShape: number[], f: (...xs: number[]) => number, outDtype: DType = 'f32'): TensorData {
   const n = sizeOf(outShape);
-  const out = new Float32Array(n);
+  const out = isFloat(outDtype) ? new Float32Array(n) : new Int32Array(n);
   const os = stridesOf(outShape);
   const strides = ins.map((t) => broadcastStrides(t.shape, outShape));
   const same = ins.map((t) => sizeOf(t.shape) === n);

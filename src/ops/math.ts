@@ -12,9 +12,9 @@
 //  3. the rows, built by `mapRow` (numpy broadcasting over any number of inputs).
 import { f32Bits, f32FromBits, floatInfo, isFloat, type DType } from '../ir/dtypes.js';
 import type { Node, PrecisionClass } from '../ir/graph.js';
-import { broadcastShapes, broadcastStrides, sizeOf, stridesOf, type Tensor, type TensorData } from '../ir/tensor.js';
+import { broadcastShapes } from '../ir/tensor.js';
 import { f32Lit, type KernelWriter } from '../codegen/storage.js';
-import { broadcastKernel, sumTo } from './elementwise.js';
+import { broadcastKernel, broadcastMap, sumTo } from './elementwise.js';
 import { attrFloat, attrString, type GradCtx, type OpRow, type ValueType } from './types.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -311,29 +311,6 @@ export function wgslMath(w: KernelWriter, name: string): string {
 // 3. Rows.
 
 /** numpy-broadcast map over any number of inputs, in f64, into the output's array type. */
-function mapBroadcast(ins: Tensor[], out: ValueType, f: (...xs: number[]) => number): TensorData {
-  const n = sizeOf(out.shape);
-  const data = isFloat(out.dtype) ? new Float32Array(n) : new Int32Array(n);
-  const os = stridesOf(out.shape);
-  const strides = ins.map((t) => broadcastStrides(t.shape, out.shape));
-  const same = ins.map((t) => sizeOf(t.shape) === n);
-  const xs = new Array<number>(ins.length);
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < ins.length; k++) {
-      let off = 0;
-      if (same[k]) off = i;
-      else
-        for (let d = 0, r = i; d < out.shape.length; d++) {
-          const c = Math.floor(r / os[d]);
-          r -= c * os[d];
-          off += c * strides[k][d];
-        }
-      xs[k] = ins[k].data[off];
-    }
-    data[i] = f(...xs);
-  }
-  return data;
-}
 
 interface MapSpec {
   op: string;
@@ -362,7 +339,7 @@ function mapRow(s: MapSpec): OpRow {
     arity: [s.arity, s.arity],
     outputs: 1,
     infer: (n, ins) => [{ dtype: s.out(n, ins), shape: ins.map((t) => t.shape).reduce((a, b) => broadcastShapes(a, b)) }],
-    interp: (n, ins, ctx) => [{ ...ctx.outTypes[0], data: mapBroadcast(ins, ctx.outTypes[0], s.f(n)) }],
+    interp: (n, ins, ctx) => [{ ...ctx.outTypes[0], data: broadcastMap(ins, ctx.outTypes[0].shape, s.f(n), ctx.outTypes[0].dtype) }],
     grad: s.grad
       ? (ctx) => {
           const dy = ctx.dy[0];

@@ -8,7 +8,8 @@ import { attrInt, attrInts, attrTensor, type OpRow, type ValueType } from './typ
 
 const view = { view: true, pairs: [[0, 0]] as [number, number][] };
 
-function viewRow(op: string, opsets: [number, number], outShape: (n: Node, x: ValueType, consts: (Tensor | undefined)[]) => number[], arity: [number, number] = [1, 1]): OpRow {
+/** A view: the output shares the input's buffer under another shape (no kernel). */
+export function viewRow(op: string, opsets: [number, number], outShape: (n: Node, x: ValueType, consts: (Tensor | undefined)[]) => number[], arity: [number, number] = [1, 1]): OpRow {
   return {
     op,
     domain: '',

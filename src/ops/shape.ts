@@ -11,6 +11,7 @@ import type { Node } from '../ir/graph.js';
 import { broadcastShapes, broadcastStrides, sizeOf, stridesOf, zeros, type Tensor } from '../ir/tensor.js';
 import { broadcastIndex } from '../codegen/index-math.js';
 import { f32Lit, mapKernel, u32Lit, type KernelWriter } from '../codegen/storage.js';
+import { viewRow } from './movement.js';
 import { sumTo } from './elementwise.js';
 import type { Kernel } from '../codegen/kernel.js';
 import { attrInt, attrInts, type EmitCtx, type OpRow, type ValueType } from './types.js';
@@ -77,32 +78,6 @@ function around(shape: readonly number[], axis: number): { outer: number; inner:
 // ---------------------------------------------------------------------------------------------
 // Views (share the input's buffer, no kernel).
 
-const VIEW = { view: true, pairs: [[0, 0]] as [number, number][] };
-
-function viewRow(op: string, opsets: [number, number], arity: [number, number], outShape: (n: Node, x: ValueType, consts: (Tensor | undefined)[]) => number[]): OpRow {
-  return {
-    op,
-    domain: '',
-    opsets,
-    precision: 'follow',
-    dataInputs: [0],
-    arity,
-    outputs: 1,
-    alias: VIEW,
-    infer: (n, [x], consts) => {
-      const shape = outShape(n, x, consts);
-      if (sizeOf(shape) !== sizeOf(x.shape)) throw new Error(`${op} '${n.name}': cannot view [${x.shape}] as [${shape}]`);
-      return [{ dtype: x.dtype, shape }];
-    },
-    interp: (_n, [x], ctx) => [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: x.data }],
-    grad: (ctx) => {
-      const dy = ctx.dy[0];
-      const rest = ctx.node.inputs.slice(1).map(() => undefined);
-      if (!dy) return [undefined, ...rest];
-      return [ctx.emit('mpc.View', [dy], { shape: ctx.type(ctx.node.inputs[0]).shape })[0], ...rest];
-    },
-  };
-}
 
 /** Axes from input 1 (opset 13+) or the `axes` attribute (before); undefined when neither. */
 function axesOf(n: Node, consts: (Tensor | undefined)[]): number[] | undefined {
@@ -475,8 +450,8 @@ export const shapeOps: FoldHooks[] = [
       return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute: returnValue(yt.dtype, v) })];
     },
   },
-  viewRow('Unsqueeze', [1, 22], [1, 2], unsqueezeShape),
-  viewRow('Squeeze', [1, 22], [1, 2], squeezeShape),
+  viewRow('Unsqueeze', [1, 22], unsqueezeShape, [1, 2]),
+  viewRow('Squeeze', [1, 22], squeezeShape, [1, 2]),
   {
     op: 'Concat',
     domain: '',
