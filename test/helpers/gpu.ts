@@ -1,35 +1,16 @@
 // GPU test helpers: run a compiled graph's schedule on WebGPU and compare with the interpreter.
-import { getGpu, type Gpu } from '../../src/runtime/device.js';
-import { GpuProgram } from '../../src/runtime/gpu-program.js';
-import { generate } from '../../src/codegen/program.js';
+import { runOnce } from '../../src/runtime/run-once.js';
 import type { Graph } from '../../src/ir/graph.js';
 import type { Tensor } from '../../src/ir/tensor.js';
 import type { Target } from '../../src/codegen/kernel.js';
 
-/** The GPU, or a failed test: CI installs lavapipe, so a missing adapter is an error, not a skip. */
-export async function gpu(): Promise<Gpu> {
-  return getGpu();
-}
-
 /**
  * Runs one graph on the GPU with the given feeds (and state/param contents from the graph's
- * init) and returns every value's contents, read back from its buffer.
+ * init) and returns every value's contents, read back from its buffer. No adapter is an
+ * error, not a skip: CI installs lavapipe.
  */
 export async function runOnGpu(g: Graph, feeds: Record<string, Tensor>, target: Target = { f16: true }): Promise<Map<string, Tensor>> {
-  const dev = await gpu();
-  const code = generate({ main: g }, target);
-  const prog = await GpuProgram.create(dev, { buffers: code.buffers, kernels: code.kernels, schedules: code.schedules, files: code.files });
-  try {
-    for (const v of g.values.values()) if (v.init) prog.write(code.bufferOf.main[v.name], v.init.data);
-    for (const [k, t] of Object.entries(feeds)) prog.write(code.bufferOf.main[k], t.data);
-    prog.run('main');
-    const names = [...g.values.keys()];
-    const ts = await prog.read(names.map((n) => code.bufferOf.main[n]));
-    // Views share a buffer with another shape: give each value its own logical shape.
-    return new Map(names.map((n, i) => [n, { ...ts[i], dtype: g.values.get(n)!.dtype, shape: g.values.get(n)!.shape as number[] }]));
-  } finally {
-    prog.destroy();
-  }
+  return runOnce(g, feeds, [...g.values.keys()], 'webgpu', target);
 }
 
 /**
