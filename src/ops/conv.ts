@@ -10,6 +10,7 @@ import { sizeOf } from '../ir/tensor.js';
 import type { Node } from '../ir/graph.js';
 import { mapKernel } from '../codegen/storage.js';
 import { attrInt, attrInts, attrString, type OpRow, type ValueType } from './types.js';
+import { fp8Factor, fp8ResultDtype, hasFp8Operands, wgslFp8Factor } from './fp8.js';
 
 /** Window geometry on NCHW after auto_pad is resolved: everything a kernel needs as a constant. */
 export interface Geom {
@@ -251,17 +252,26 @@ export const convOps: OpRow[] = [
     domain: '',
     opsets: [1, 22],
     precision: 'allow',
-    arity: [2, 3],
+    // Inputs 3 and 4 (inverse scales of fp8 operands) are internal to mpc.
+    arity: [2, 5],
     outputs: 1,
-    infer: (n, [x, w, b]) => {
-      sameDtype(n, [x, w, b]);
+    fp8: { operands: [0, 1], scaleInputs: [3, 4] },
+    infer: (n, ins) => {
+      const [x, w, b] = ins;
+      const scales = [3, 4] as const;
+      if (!hasFp8Operands(n, scales)) sameDtype(n, [x, w, b]);
       const g = convGeom(n, x.shape, w.shape);
       if (b) checkShape(n, 'bias', b.shape, [g.M]);
-      return [{ dtype: x.dtype, shape: windowOutShape(g, g.M) }];
+      return [{ dtype: fp8ResultDtype(n, ins, [0, 1], scales, x.dtype), shape: windowOutShape(g, g.M) }];
     },
-    interp: (n, [x, w, b], ctx) => {
+    interp: (n, ins, ctx) => {
+      const [x, w, b] = ins;
       const g = convGeom(n, x.shape, w.shape);
-      return [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: Float32Array.from(convRef(g, x.data, w.data, b?.data)) }];
+      const k = fp8Factor(n, ins, [3, 4]);
+      const s = convRef(g, x.data, w.data, k === 1 ? b?.data : undefined);
+      // Under fp8 the sum is scaled first, then the bias added (as the kernel does).
+      const data = k === 1 ? Float32Array.from(s) : Float32Array.from(s, (v, i) => Math.fround(Math.fround(v) * k) + (b ? b.data[Math.floor(i / (s.length / g.N / g.M)) % g.M] : 0));
+      return [{ dtype: ctx.outTypes[0].dtype, shape: ctx.outTypes[0].shape, data }];
     },
     grad: (ctx) => {
       const dy = ctx.dy[0];
@@ -286,6 +296,7 @@ export const convOps: OpRow[] = [
       const x = w.bind(xn, xt.dtype, 'read');
       const wt = w.bind(wn, ctx.type(wn).dtype, 'read');
       const bias = bn ? w.load(w.bind(bn, ctx.type(bn).dtype, 'read'), 'm') : '';
+      const k = wgslFp8Factor(w, n, [3, 4]);
       const yt = ctx.type(n.outputs[0]);
       const compute = `${coords(['nn', 'm', 'oh', 'ow'], [g.N, g.M, g.oH, g.oW])}
 let c0 = (m / ${u(g.Mg)}) * ${u(g.Cg)};
@@ -303,7 +314,8 @@ for (var c = 0u; c < ${u(g.Cg)}; c++) {
     }
   }
 }
-return ${bias ? `s + ${bias}` : 's'};`;
+${k ? `s = s * ${k};
+` : ''}return ${bias ? `s + ${bias}` : 's'};`;
       return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute })];
     },
   },
@@ -313,19 +325,24 @@ return ${bias ? `s + ${bias}` : 's'};`;
     op: 'mpc.ConvGradInput',
     domain: 'mpc',
     precision: 'allow',
-    arity: [2, 2],
+    arity: [2, 4],
     outputs: 1,
-    infer: (n, [dy, w]) => {
-      sameDtype(n, [dy, w]);
+    fp8: { operands: [0, 1], scaleInputs: [2, 3] },
+    infer: (n, ins) => {
+      const [dy, w] = ins;
+      if (!hasFp8Operands(n, [2, 3])) sameDtype(n, [dy, w]);
       const xs = attrInts(n, 'shape');
       const g = convGeom(n, xs, w.shape);
       checkShape(n, 'dY', dy.shape, windowOutShape(g, g.M));
-      return [{ dtype: dy.dtype, shape: [...xs] }];
+      return [{ dtype: fp8ResultDtype(n, ins, [0, 1], [2, 3], dy.dtype), shape: [...xs] }];
     },
-    interp: (n, [dy, w]) => {
+    interp: (n, ins, ctx) => {
+      const [dy, w] = ins;
       const xs = attrInts(n, 'shape');
       const g = convGeom(n, xs, w.shape);
-      return [{ dtype: dy.dtype, shape: [...xs], data: Float32Array.from(convGradInputRef(g, dy.data, w.data)) }];
+      const k = fp8Factor(n, ins, [2, 3]);
+      const data = Float32Array.from(convGradInputRef(g, dy.data, w.data), (v) => (k === 1 ? v : Math.fround(v) * k));
+      return [{ dtype: ctx.outTypes[0].dtype, shape: [...xs], data }];
     },
     wgsl: (n, ctx) => {
       const [dyn, wn] = n.inputs;
@@ -334,6 +351,7 @@ return ${bias ? `s + ${bias}` : 's'};`;
       const w = ctx.writer();
       const dy = w.bind(dyn, ctx.type(dyn).dtype, 'read');
       const wt = w.bind(wn, ctx.type(wn).dtype, 'read');
+      const k = wgslFp8Factor(w, n, [2, 3]);
       // dX[n, c, ih, iw] = sum over the group's output channels m and the taps (kh, kw) whose
       // window position oh = (ih + pT - kh dH) / sH is a whole number in [0, oH).
       const compute = `${coords(['nn', 'c', 'ih', 'iw'], as4d(xs))}
@@ -356,7 +374,7 @@ for (var mm = 0u; mm < ${u(g.Mg)}; mm++) {
     }
   }
 }
-return s;`;
+return ${k ? `s * ${k}` : "s"};`;
       return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xs), compute })];
     },
   },
@@ -365,19 +383,24 @@ return s;`;
     op: 'mpc.ConvGradWeight',
     domain: 'mpc',
     precision: 'allow',
-    arity: [2, 2],
+    arity: [2, 4],
     outputs: 1,
-    infer: (n, [dy, x]) => {
-      sameDtype(n, [dy, x]);
+    fp8: { operands: [0, 1], scaleInputs: [2, 3] },
+    infer: (n, ins) => {
+      const [dy, x] = ins;
+      if (!hasFp8Operands(n, [2, 3])) sameDtype(n, [dy, x]);
       const ws = attrInts(n, 'shape');
       const g = convGeom(n, x.shape, ws);
       checkShape(n, 'dY', dy.shape, windowOutShape(g, g.M));
-      return [{ dtype: dy.dtype, shape: [...ws] }];
+      return [{ dtype: fp8ResultDtype(n, ins, [0, 1], [2, 3], dy.dtype), shape: [...ws] }];
     },
-    interp: (n, [dy, x]) => {
+    interp: (n, ins, ctx) => {
+      const [dy, x] = ins;
       const ws = attrInts(n, 'shape');
       const g = convGeom(n, x.shape, ws);
-      return [{ dtype: dy.dtype, shape: [...ws], data: Float32Array.from(convGradWeightRef(g, dy.data, x.data)) }];
+      const k = fp8Factor(n, ins, [2, 3]);
+      const data = Float32Array.from(convGradWeightRef(g, dy.data, x.data), (v) => (k === 1 ? v : Math.fround(v) * k));
+      return [{ dtype: ctx.outTypes[0].dtype, shape: [...ws], data }];
     },
     wgsl: (n, ctx) => {
       const [dyn, xn] = n.inputs;
@@ -386,6 +409,7 @@ return s;`;
       const w = ctx.writer();
       const dy = w.bind(dyn, ctx.type(dyn).dtype, 'read');
       const x = w.bind(xn, ctx.type(xn).dtype, 'read');
+      const k = wgslFp8Factor(w, n, [2, 3]);
       const compute = `${coords(['m', 'cg', 'kh', 'kw'], as4d(ws))}
 let c = (m / ${u(g.Mg)}) * ${u(g.Cg)} + cg;
 var s = 0.0;
@@ -402,7 +426,7 @@ for (var nn = 0u; nn < ${u(g.N)}; nn++) {
     }
   }
 }
-return s;`;
+return ${k ? `s * ${k}` : "s"};`;
       return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(ws), compute })];
     },
   },

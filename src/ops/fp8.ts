@@ -8,11 +8,11 @@
 // Delayed scaling uses the scale from earlier steps (the state); current scaling derives it
 // from this tensor's own amax inside Fp8Stats. scale = (fp8_max / amax) / 2^margin; a zero
 // or non-finite amax, or a non-finite result, keeps the previous scale.
-import { encode, floatInfo, fromOnnx, type FloatDType } from '../ir/dtypes.js';
+import { encode, floatInfo, fromOnnx, type DType, type FloatDType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
-import { sizeOf } from '../ir/tensor.js';
-import { f32Lit, mapKernel } from '../codegen/storage.js';
-import { attrInt, attrString, type OpRow } from './types.js';
+import { sizeOf, type Tensor } from '../ir/tensor.js';
+import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
+import { attrInt, attrString, type OpRow, type ValueType } from './types.js';
 
 export const FP8_STATS = 4;
 const WG = 256;
@@ -211,3 +211,31 @@ if (!bad) { ${s}[0] = scale_from_amax(amax, ${s}[0]); }`;
     },
   },
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for GEMM-like rows whose two operands may be fp8 (their inverse scales in the
+// input slots `scales`, filled by the quantize-fp8 pass; attribute `to` is the result type).
+
+export function hasFp8Operands(n: Node, scales: readonly [number, number]): boolean {
+  return Boolean(n.inputs[scales[0]] && n.inputs[scales[1]]);
+}
+
+/** The result dtype: attribute `to` for fp8 operands (which must be fp8), else `plain`. */
+export function fp8ResultDtype(n: Node, ins: readonly (ValueType | undefined)[], operands: readonly [number, number], scales: readonly [number, number], plain: DType): DType {
+  if (!hasFp8Operands(n, scales)) return plain;
+  for (const k of operands)
+    if (ins[k]?.dtype !== 'f8e4m3fn' && ins[k]?.dtype !== 'f8e5m2') throw new Error(`${n.op} '${n.name}': operand ${k} must be fp8 when inverse scales are given`);
+  return fromOnnx(attrInt(n, 'to'));
+}
+
+/** The product of the two inverse scales (1 without fp8), rounded as the kernel rounds it. */
+export function fp8Factor(n: Node, ins: readonly (Tensor | undefined)[], scales: readonly [number, number]): number {
+  return hasFp8Operands(n, scales) ? Math.fround(ins[scales[0]]!.data[0] * ins[scales[1]]!.data[0]) : 1;
+}
+
+/** WGSL expression of that product, or undefined without fp8 operands. */
+export function wgslFp8Factor(w: KernelWriter, n: Node, scales: readonly [number, number]): string | undefined {
+  if (!hasFp8Operands(n, scales)) return undefined;
+  const [a, b] = scales.map((i) => w.load(w.bind(n.inputs[i], 'f32', 'read'), '0u'));
+  return `(${a} * ${b})`;
+}
