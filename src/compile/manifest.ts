@@ -4,7 +4,6 @@ import { byteSize, isFloat } from '../ir/dtypes.js';
 import { consumers, producers, staticShape, type Graph } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
-import { castTarget } from '../ops/cast.js';
 import type { CodegenResult } from '../codegen/program.js';
 import type { PassCtx } from '../passes/pass.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
@@ -63,7 +62,7 @@ export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, c
   for (const [gname, g] of [['train', train], ['eval', evalG]] as const)
     for (const n of g.nodes)
       if (opRow(n.op).precision === 'cast')
-        casts.push({ graph: gname, node: n.name, value: n.inputs[0], from: g.values.get(n.inputs[0])!.dtype, to: castTarget(n) });
+        casts.push({ graph: gname, node: n.name, value: n.inputs[0], from: g.values.get(n.inputs[0])!.dtype, to: g.values.get(n.outputs[0])!.dtype });
   const byRole: Record<string, number> = {};
   for (const b of code.buffers) byRole[b.role] = (byRole[b.role] ?? 0) + b.bytes;
   let bytes = 0;

@@ -45,26 +45,29 @@ function sumToInfer(n: Node, [x]: ValueType[]): ValueType[] {
   return [{ dtype: x.dtype, shape: [...shape] }];
 }
 
-export const castOps: OpRow[] = [
-  {
-    op: 'Cast',
+/** Cast and CastLike: `target` gives the result type from the node and its input types. */
+function castRow(op: string, opsets: [number, number], arity: [number, number], target: (n: Node, types: ValueType[]) => DType): OpRow {
+  return {
+    op,
     domain: '',
-    opsets: [6, 22],
+    opsets,
     precision: 'cast',
-    arity: [1, 1],
+    dataInputs: [0],
+    arity,
     outputs: 1,
-    infer: (n, [x]) => [{ dtype: castTarget(n), shape: [...x.shape] }],
-    interp: (n, [x]) => [{ dtype: castTarget(n), shape: [...x.shape], data: castData(x, castTarget(n)) }],
+    infer: (n, ins) => [{ dtype: target(n, ins), shape: [...ins[0].shape] }],
+    interp: (n, ins, ctx) => [{ ...ctx.outTypes[0], data: castData(ins[0], ctx.outTypes[0].dtype) }],
     grad: (ctx) => {
       const dy = ctx.dy[0];
       const src = ctx.type(ctx.node.inputs[0]).dtype;
-      if (!dy || !isFloat(src)) return [undefined];
-      return [ctx.emit('Cast', [dy], castAttrs(src))[0]];
+      const rest = ctx.node.inputs.slice(1).map(() => undefined);
+      if (!dy || !isFloat(src)) return [undefined, ...rest];
+      return [ctx.emit('Cast', [dy], castAttrs(src))[0], ...rest];
     },
     wgsl: (n, ctx) => {
       const w = ctx.writer();
       const xt = ctx.type(n.inputs[0]);
-      const to = castTarget(n);
+      const to = ctx.type(n.outputs[0]).dtype;
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
       const v = w.load(x, 'i');
       let expr: string;
@@ -73,7 +76,13 @@ export const castOps: OpRow[] = [
       else expr = isFloat(xt.dtype) ? `i32(trunc(${v}))` : v;
       return [mapKernel(w, { out: n.outputs[0], outDtype: to, count: sizeOf(xt.shape), compute: `return ${expr};` })];
     },
-  },
+  };
+}
+
+export const castOps: OpRow[] = [
+  castRow('Cast', [6, 22], [1, 1], (n) => castTarget(n)),
+  // CastLike: the target type is the type of input 1 (which may itself change with the policy).
+  castRow('CastLike', [15, 22], [2, 2], (_n, types) => types[1].dtype),
   {
     // Sums a broadcast gradient back to an operand's shape (attribute `shape`), accumulating in f32.
     op: 'mpc.SumTo',
