@@ -482,7 +482,7 @@ describe.concurrent('train: bad input', () => {
   });
 
   it.each(['nope', 'idx:/only-one-file', 'csv:a,b', 'idx:', 'npy:,'])('malformed --data %j', async (spec) => {
-    await expectTrainRejected([linear4, '--data', spec], /--data '.*': expected fashion-mnist, idx:IMAGES,LABELS or npy:X,Y/);
+    await expectTrainRejected([linear4, '--data', spec], /--data '.*': expected fashion-mnist, text:FILE, idx:IMAGES,LABELS or npy:X,Y/);
   });
 
   it('data files that are not data', async () => {
