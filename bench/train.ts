@@ -28,9 +28,11 @@ async function compileSection(ctx: SectionContext): Promise<void> {
   ctx.note('import + all passes + WGSL generation, in memory (no files written); 7 runs each.');
 }
 
-function engineFor(policy: string, batch: number): Promise<Engine> {
+async function engineFor(policy: string, batch: number): Promise<Engine> {
   const dir = join(mkdtempSync(join(tmpdir(), 'mpc-bench-')), policy);
-  writeCompiled(dir, compileModel(MODEL, { policy, batch }));
+  // As `mpc compile` does by default: kernels for the local adapter's subgroup size.
+  const subgroupSize = (await getGpu()).subgroupSize;
+  writeCompiled(dir, compileModel(MODEL, { policy, batch, target: { f16: true, subgroupSize } }));
   return gpuEngine(loadProgramDir(dir));
 }
 
