@@ -86,6 +86,7 @@ CASES.push(
   { op: 'Transpose', what: '[3,5] default perm', ins: [x(3, 5)] },
   { op: 'Transpose', what: '[2,3,4] perm 1,2,0', ins: [x(2, 3, 4)], attrs: { perm: [1, 2, 0] } },
   { op: 'Cast', what: 'f32 -> f32', ins: [x(3, 5)], attrs: castAttrs('f32') },
+  { op: 'CastLike', what: 'f32 like f32', ins: [x(3, 5), x(1)] },
   { op: 'mpc.SumTo', what: '[2,3,5] -> [3,1]', ins: [x(2, 3, 5)], attrs: { shape: [3, 1] } },
   { op: 'mpc.SumTo', what: '[3,5] -> [5]', ins: [x(3, 5)], attrs: { shape: [5] } },
   { op: 'mpc.SumTo', what: '[3,5] -> []', ins: [x(3, 5)], attrs: { shape: [] } },

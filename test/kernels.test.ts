@@ -217,6 +217,16 @@ for (const [from, to] of [
     types: ['f32'],
   });
 
+// CastLike: the target type is input 1's.
+for (const [from, like] of [
+  ['f32', 'bf16'],
+  ['f16', 'f8e5m2'],
+  ['bf16', 'i32'],
+] as [FloatDType, DType][]) {
+  const vals = like === 'i32' ? toIntValues : castValues;
+  CASES.push({ op: 'CastLike', what: `${from} like ${like}`, ins: [{ shape: [vals.length], dtype: from, gen: vals }, { shape: [1], dtype: like, gen: [0] }], types: ['f32'] });
+}
+
 // Losses.
 const labels = (n: number, c: number, extra?: number[]): In => ({ shape: [n], dtype: 'i64', gen: extra ?? ints(0, c - 1) });
 const scores: Gen = uniform(-6, 6);

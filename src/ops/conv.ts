@@ -140,16 +140,18 @@ export function convGeom(n: Node, x: readonly number[], w: readonly number[]): C
   return { ...windowGeom(n, x, kernel), M, G, Cg, Mg: M / G };
 }
 
-/** Y[n, m, oh, ow] = sum over the group's channels and the window of X * W (+ B[m]), in f64. */
-export function convRef(g: ConvGeom, x: ArrayLike<number>, w: ArrayLike<number>, b?: ArrayLike<number>): Float64Array {
-  const y = new Float64Array(g.N * g.M * g.oH * g.oW);
-  let o = 0;
+/**
+ * Every multiply of a Conv: f(x index, w index, y index) for each output position, input
+ * channel of its group and kernel tap that lands inside the (padded) input. The forward
+ * pass and both gradients are sums over these triples.
+ */
+function forEachTap(g: ConvGeom, f: (xi: number, wi: number, yi: number) => void): void {
   for (let n = 0; n < g.N; n++)
     for (let m = 0; m < g.M; m++) {
       const c0 = Math.floor(m / g.Mg) * g.Cg;
       for (let oh = 0; oh < g.oH; oh++)
         for (let ow = 0; ow < g.oW; ow++) {
-          let s = 0;
+          const yi = ((n * g.M + m) * g.oH + oh) * g.oW + ow;
           for (let c = 0; c < g.Cg; c++)
             for (let kh = 0; kh < g.kH; kh++) {
               const ih = oh * g.sH - g.pT + kh * g.dH;
@@ -157,60 +159,32 @@ export function convRef(g: ConvGeom, x: ArrayLike<number>, w: ArrayLike<number>,
               for (let kw = 0; kw < g.kW; kw++) {
                 const iw = ow * g.sW - g.pL + kw * g.dW;
                 if (iw < 0 || iw >= g.W) continue;
-                s += x[((n * g.C + c0 + c) * g.H + ih) * g.W + iw] * w[((m * g.Cg + c) * g.kH + kh) * g.kW + kw];
+                f(((n * g.C + c0 + c) * g.H + ih) * g.W + iw, ((m * g.Cg + c) * g.kH + kh) * g.kW + kw, yi);
               }
             }
-          y[o++] = b ? s + b[m] : s;
         }
     }
+}
+
+/** Conv forward in f64 (bias optional). */
+export function convRef(g: ConvGeom, x: ArrayLike<number>, w: ArrayLike<number>, b?: ArrayLike<number>): Float64Array {
+  const y = new Float64Array(g.N * g.M * g.oH * g.oW);
+  forEachTap(g, (xi, wi, yi) => (y[yi] += x[xi] * w[wi]));
+  if (b) for (let i = 0; i < y.length; i++) y[i] += b[Math.floor(i / (g.oH * g.oW)) % g.M];
   return y;
 }
 
 /** dX of a Conv (a transposed convolution of dY with W), in f64. */
 export function convGradInputRef(g: ConvGeom, dy: ArrayLike<number>, w: ArrayLike<number>): Float64Array {
   const dx = new Float64Array(g.N * g.C * g.H * g.W);
-  for (let n = 0; n < g.N; n++)
-    for (let m = 0; m < g.M; m++) {
-      const c0 = Math.floor(m / g.Mg) * g.Cg;
-      for (let oh = 0; oh < g.oH; oh++)
-        for (let ow = 0; ow < g.oW; ow++) {
-          const d = dy[((n * g.M + m) * g.oH + oh) * g.oW + ow];
-          for (let c = 0; c < g.Cg; c++)
-            for (let kh = 0; kh < g.kH; kh++) {
-              const ih = oh * g.sH - g.pT + kh * g.dH;
-              if (ih < 0 || ih >= g.H) continue;
-              for (let kw = 0; kw < g.kW; kw++) {
-                const iw = ow * g.sW - g.pL + kw * g.dW;
-                if (iw < 0 || iw >= g.W) continue;
-                dx[((n * g.C + c0 + c) * g.H + ih) * g.W + iw] += d * w[((m * g.Cg + c) * g.kH + kh) * g.kW + kw];
-              }
-            }
-        }
-    }
+  forEachTap(g, (xi, wi, yi) => (dx[xi] += dy[yi] * w[wi]));
   return dx;
 }
 
 /** dW of a Conv: correlation of X with dY, in f64. */
 export function convGradWeightRef(g: ConvGeom, dy: ArrayLike<number>, x: ArrayLike<number>): Float64Array {
   const dw = new Float64Array(g.M * g.Cg * g.kH * g.kW);
-  for (let n = 0; n < g.N; n++)
-    for (let m = 0; m < g.M; m++) {
-      const c0 = Math.floor(m / g.Mg) * g.Cg;
-      for (let oh = 0; oh < g.oH; oh++)
-        for (let ow = 0; ow < g.oW; ow++) {
-          const d = dy[((n * g.M + m) * g.oH + oh) * g.oW + ow];
-          for (let c = 0; c < g.Cg; c++)
-            for (let kh = 0; kh < g.kH; kh++) {
-              const ih = oh * g.sH - g.pT + kh * g.dH;
-              if (ih < 0 || ih >= g.H) continue;
-              for (let kw = 0; kw < g.kW; kw++) {
-                const iw = ow * g.sW - g.pL + kw * g.dW;
-                if (iw < 0 || iw >= g.W) continue;
-                dw[((m * g.Cg + c) * g.kH + kh) * g.kW + kw] += d * x[((n * g.C + c0 + c) * g.H + ih) * g.W + iw];
-              }
-            }
-        }
-    }
+  forEachTap(g, (xi, wi, yi) => (dw[wi] += dy[yi] * x[xi]));
   return dw;
 }
 
