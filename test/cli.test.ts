@@ -481,6 +481,10 @@ describe.concurrent('train: bad input', () => {
     await expectTrainRejected([linear4, '--data', data, '--test-data', 'idx:/nonexistent,/nonexistent'], /--test-data 'idx:\/nonexistent,\/nonexistent'/);
   });
 
+  it('a missing text corpus', async () => {
+    await expectTrainRejected([linear4, '--data', 'text:/nonexistent/corpus.txt'], /--data 'text:\/nonexistent\/corpus.txt': \/nonexistent\/corpus.txt: no such file/);
+  });
+
   it.each(['nope', 'idx:/only-one-file', 'csv:a,b', 'idx:', 'npy:,'])('malformed --data %j', async (spec) => {
     await expectTrainRejected([linear4, '--data', spec], /--data '.*': expected fashion-mnist, text:FILE, idx:IMAGES,LABELS or npy:X,Y/);
   });
