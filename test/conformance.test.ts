@@ -24,8 +24,6 @@ interface Known {
 const BOTH: Backend[] = ['interp', 'webgpu'];
 
 const POOL_3D: Known = { backends: BOTH, reason: 'AveragePool/MaxPool rows: only 1-D and 2-D pooling (no 3-D)' };
-const MAXPOOL_INDICES: Known = { backends: BOTH, reason: 'MaxPool row: one output, the Indices output is not supported' };
-const POW_INT: Known = { backends: BOTH, reason: 'Pow row: integer bases are not supported' };
 // Training-mode Dropout: the suite's masks come from numpy's random generator, which no other
 // implementation reproduces (onnxruntime excludes these cases too); besides, the EVAL pipeline
 // folds Dropout to an identity (inference), so mpc returns x.
@@ -39,17 +37,6 @@ const KNOWN_FAILURES: Record<string, Known> = {
 
   test_averagepool_3d_default: POOL_3D,
   test_maxpool_3d_default: POOL_3D,
-  test_maxpool_with_argmax_2d_precomputed_pads: MAXPOOL_INDICES,
-  test_maxpool_with_argmax_2d_precomputed_strides: MAXPOOL_INDICES,
-
-  test_edge_pad: { backends: BOTH, reason: "Pad row: mode 'edge' is not supported (constant only)" },
-  test_reflect_pad: { backends: BOTH, reason: "Pad row: mode 'reflect' is not supported (constant only)" },
-
-  test_pow_types_float: POW_INT,
-  test_pow_types_int32_float32: POW_INT,
-  test_pow_types_int32_int32: POW_INT,
-  test_pow_types_int64_float32: POW_INT,
-  test_pow_types_int64_int64: POW_INT,
 
   test_training_dropout: DROPOUT_TRAINING,
   test_training_dropout_default: DROPOUT_TRAINING,

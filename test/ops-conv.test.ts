@@ -105,6 +105,7 @@ CASES.push(
   { op: 'MaxPool', what: 'k [2,3] s [1,2]', ins: [x(2, 2, 5, 7)], attrs: { kernel_shape: [2, 3], strides: [1, 2] } },
   { op: 'MaxPool', what: 'k3 s1 pads 1, ties', ins: [{ shape: [1, 2, 5, 5], gen: tied }], attrs: { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, noFd: true },
   { op: 'MaxPool', what: '1-D k3 s2 pads 1', ins: [x(2, 2, 9)], attrs: { kernel_shape: [3], strides: [2], pads: [1, 1] } },
+  { op: 'MaxPool', what: 'k3 s2 pads 1, Indices', ins: [x(1, 2, 7, 7)], attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, outputs: 2, noOrt: 'the ORT model here declares every output float; Indices (i64) is checked by the ONNX conformance cases' },
 );
 
 // AveragePool.
@@ -466,13 +467,32 @@ describe('details', () => {
     expect(typeOf(b.g, b.g.nodes[0].outputs[0]).shape).toEqual([1, 1, 3, 3]);
   });
 
+  it('Pad modes edge, reflect, wrap (interpreter and WebGPU)', async () => {
+    const xs = { shape: [2, 3], gen: [1, 2, 3, 4, 5, 6] };
+    const want: Record<string, number[]> = {
+      // pads: rows 0 before / 1 after, cols 2 before / 1 after -> [3, 6]
+      edge: [1, 1, 1, 2, 3, 3, 4, 4, 4, 5, 6, 6, 4, 4, 4, 5, 6, 6],
+      reflect: [3, 2, 1, 2, 3, 2, 6, 5, 4, 5, 6, 5, 3, 2, 1, 2, 3, 2],
+      wrap: [2, 3, 1, 2, 3, 1, 5, 6, 4, 5, 6, 4, 2, 3, 1, 2, 3, 1],
+    };
+    for (const [mode, y] of Object.entries(want)) {
+      const b = build({ op: 'Pad', what: mode, ins: [xs, ints(0, 2, 1, 1)], attrs: { mode } }, 'f32');
+      expect(typeOf(b.g, b.g.outputs[0]).shape).toEqual([3, 6]);
+      expect(Array.from(runGraph(b.g, b.feeds).get(b.g.outputs[0])!.data), mode).toEqual(y);
+    }
+  });
+
   it('clear errors for what is not supported', () => {
     const err = (c: Case) => () => build(c, 'f32');
-    expect(err({ op: 'Pad', what: 'reflect', ins: [x(2, 3), ints(1, 1, 1, 1)], attrs: { mode: 'reflect' } })).toThrow(/mode 'reflect' is not supported/);
+    expect(err({ op: 'Pad', what: 'bad mode', ins: [x(2, 3), ints(1, 1, 1, 1)], attrs: { mode: 'mirror' } })).toThrow(/unknown mode 'mirror'/);
+    expect(err({ op: 'Pad', what: 'reflect too wide', ins: [x(2, 3), ints(0, 3, 0, 0)], attrs: { mode: 'reflect' } })).toThrow(/pads < the axis size/);
+    expect(() => buildBackward({ op: 'Pad', what: 'reflect grad', ins: [x(2, 3), ints(0, 1, 0, 1)], attrs: { mode: 'reflect' } }, 'f32')).toThrow(
+      /no gradient for Pad mode=reflect yet/,
+    );
     expect(err({ op: 'Pad', what: 'pads input', ins: [x(2, 3), { shape: [4], gen: [1, 1, 1, 1] }] })).toThrow(/pads input must be a constant/);
     expect(err({ op: 'Conv', what: '3-D', ins: [x(1, 1, 2, 2, 2), x(1, 1, 1, 1, 1)] })).toThrow(/only 1-D and 2-D/);
     expect(err({ op: 'Conv', what: 'bad group', ins: [x(1, 4, 3, 3), x(2, 3, 1, 1)], attrs: { group: 2 } })).toThrow(/group/);
-    expect(err({ op: 'MaxPool', what: 'indices', ins: [x(1, 1, 4, 4)], attrs: { kernel_shape: [2, 2] }, outputs: 2 })).toThrow(/Indices/);
+    expect(err({ op: 'MaxPool', what: 'bad storage_order', ins: [x(1, 1, 4, 4)], attrs: { kernel_shape: [2, 2], storage_order: 2 }, outputs: 2 })).toThrow(/storage_order must be 0 or 1/);
     expect(err({ op: 'BatchNormalization', what: 'old training', ins: bnIns([2, 2, 2], 2), outputs: 3 })).toThrow(/training_mode=1/);
   });
 });

@@ -421,6 +421,73 @@ function approxOf(n: Node): 'none' | 'tanh' {
 }
 
 const pow64 = (a: number, b: number) => Math.pow(a, b);
+
+/**
+ * Pow. Output dtype = the base's. Float base: f32 math (mpc_pow). Integer base (ONNX, as
+ * numpy): integer exponent by repeated squaring with i32 wrap-around (a negative exponent
+ * gives the truncated quotient: 1, ±1 for a = -1, else 0); float exponent in f32, truncated
+ * toward zero. The interpreter computes Math.pow in f64 and rounds into the integer dtype.
+ */
+function powRow(): OpRow {
+  const row = mapRow({
+    op: 'Pow',
+    opsets: [7, 22],
+    precision: 'deny',
+    arity: 2,
+    out: (n, [a, b]) => {
+      if (a.dtype === 'bool') throw new Error(`Pow '${n.name}': the base cannot be bool`);
+      if (b.dtype === 'bool') throw new Error(`Pow '${n.name}': the exponent cannot be bool`);
+      return a.dtype;
+    },
+    f: fixed(pow64),
+    wgsl: (_n, w) => (a, b) => `${wgslMath(w, 'mpc_pow')}(${a}, f32(${b}))`,
+    grad: (ctx, dy) => {
+      const [a, b] = ctx.node.inputs;
+      if (!isFloat(ctx.type(a).dtype)) return [undefined, undefined];
+      const da = sumTo(ctx, ctx.emit('mpc.PowGradBase', [dy, a, b])[0], ctx.type(a).shape);
+      const db = isFloat(ctx.type(b).dtype) ? sumTo(ctx, ctx.emit('mpc.PowGradExponent', [dy, a, b])[0], ctx.type(b).shape) : undefined;
+      return [da, db];
+    },
+  });
+  const floatWgsl = row.wgsl!;
+  row.wgsl = (n, ctx) => {
+    const at = ctx.type(n.inputs[0]);
+    const bt = ctx.type(n.inputs[1]);
+    if (isFloat(at.dtype)) return floatWgsl(n, ctx);
+    const w = ctx.writer();
+    let expr: (a: string, b: string) => string;
+    if (isFloat(bt.dtype)) expr = (a, b) => `i32(${wgslMath(w, 'mpc_pow')}(f32(${a}), ${b}))`;
+    else {
+      w.define(`fn mpc_ipow(a: i32, b: i32) -> i32 {
+  if (b < 0) {
+    if (a == 1) { return 1; }
+    if (a == -1) { return select(1, -1, (b & 1) != 0); }
+    return 0;
+  }
+  var r = 1;
+  var base = a;
+  var e = b;
+  while (e > 0) {
+    if ((e & 1) != 0) { r = r * base; }
+    base = base * base;
+    e = e >> 1u;
+  }
+  return r;
+}
+`);
+      expr = (a, b) => `mpc_ipow(${a}, ${b})`;
+    }
+    return [
+      broadcastKernel(
+        w,
+        n.inputs.map((name) => ({ name, type: ctx.type(name) })),
+        { name: n.outputs[0], type: ctx.type(n.outputs[0]) },
+        ([a, b]) => expr(a, b),
+      ),
+    ];
+  };
+  return row;
+}
 function powGradBase64(dy: number, a: number, b: number): number {
   return b === 0 ? 0 : dy * b * Math.pow(a, b - 1);
 }
@@ -576,25 +643,7 @@ export const mathOps: OpRow[] = [
       return `${dy} * mpc_gelu_tanh_grad(${x})`;
     },
   ),
-  mapRow({
-    op: 'Pow',
-    opsets: [7, 22],
-    precision: 'deny',
-    arity: 2,
-    out: (n, [a, b]) => {
-      if (!isFloat(a.dtype)) throw new Error(`Pow '${n.name}': integer bases are not supported yet (${a.dtype})`);
-      if (b.dtype === 'bool') throw new Error(`Pow '${n.name}': the exponent cannot be bool`);
-      return a.dtype;
-    },
-    f: fixed(pow64),
-    wgsl: (_n, w) => (a, b) => `${wgslMath(w, 'mpc_pow')}(${a}, f32(${b}))`,
-    grad: (ctx, dy) => {
-      const [a, b] = ctx.node.inputs;
-      const da = sumTo(ctx, ctx.emit('mpc.PowGradBase', [dy, a, b])[0], ctx.type(a).shape);
-      const db = isFloat(ctx.type(b).dtype) ? sumTo(ctx, ctx.emit('mpc.PowGradExponent', [dy, a, b])[0], ctx.type(b).shape) : undefined;
-      return [da, db];
-    },
-  }),
+  powRow(),
   powGradRow('mpc.PowGradBase', powGradBase64, (w, dy, a, b) => `select(${dy} * ${b} * ${wgslMath(w, 'mpc_pow')}(${a}, ${b} - 1.0), 0.0, ${b} == 0.0)`),
   powGradRow(
     'mpc.PowGradExponent',

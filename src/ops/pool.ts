@@ -15,8 +15,8 @@ import { attrInt, attrInts, attrString, type EmitCtx, type OpRow } from './types
 const u = (v: number) => `${v}u`;
 
 export function poolGeom(n: Node, x: readonly number[]): Geom {
-  if (n.attrs.storage_order !== undefined && attrInt(n, 'storage_order') !== 0)
-    throw new Error(`${n.op} '${n.name}': storage_order=1 concerns the Indices output, which is not supported`);
+  if (n.attrs.storage_order !== undefined && attrInt(n, 'storage_order') !== 0 && attrInt(n, 'storage_order') !== 1)
+    throw new Error(`${n.op} '${n.name}': storage_order must be 0 or 1, got ${attrInt(n, 'storage_order')}`);
   return windowGeom(n, x, attrInts(n, 'kernel_shape'), attrInt(n, 'ceil_mode', 0) === 1);
 }
 
@@ -68,6 +68,24 @@ export function maxPoolRef(g: Geom, x: ArrayLike<number>): Float64Array {
         y[o++] = t < 0 ? 0 : x[p * g.H * g.W + t];
       }
   return y;
+}
+
+/**
+ * MaxPool's Indices: flat index into X of each window's first maximum, -1 for an empty
+ * window; the spatial part is row-major (storage_order 0, ih * W + iw) or column-major
+ * (storage_order 1, ih + iw * H), as ONNX Runtime.
+ */
+export function maxPoolIndicesRef(g: Geom, x: ArrayLike<number>, colMajor: boolean): Int32Array {
+  const planes = g.N * g.C;
+  const idx = new Int32Array(planes * g.oH * g.oW);
+  let o = 0;
+  for (let p = 0; p < planes; p++)
+    for (let oh = 0; oh < g.oH; oh++)
+      for (let ow = 0; ow < g.oW; ow++) {
+        const t = argmaxRef(g, x, p * g.H * g.W, oh, ow);
+        idx[o++] = t < 0 ? -1 : p * g.H * g.W + (colMajor ? Math.floor(t / g.W) + (t % g.W) * g.H : t);
+      }
+  return idx;
 }
 
 export function maxPoolGradRef(g: Geom, dy: ArrayLike<number>, x: ArrayLike<number>): Float64Array {
@@ -191,7 +209,7 @@ const planeCoords = (g: Geom, out: boolean) =>
   `${coords(['nn', 'cc', out ? 'oh' : 'ih', out ? 'ow' : 'iw'], geom4(g, out))}\nlet plane = nn * ${u(g.C)} + cc;`;
 
 // ---------------------------------------------------------------------------------------------
-// Pad (constant mode).
+// Pad (modes constant, edge, reflect, wrap).
 
 /**
  * Full-rank pads [b0, b1, ..., e0, e1, ...] of a Pad node from its `pads` input and the
@@ -238,18 +256,38 @@ function definePadBegin(w: KernelWriter, ctx: EmitCtx, rank: number, padsName: s
  * tensor of shape `fromShape`: output coordinate c reads c - pad_begin(d) (sign 1, Pad) or
  * c + pad_begin(d) (sign -1, its gradient); out of range, the kernel returns `outside`.
  */
-function padLines(outShape: readonly number[], fromShape: readonly number[], sign: 1 | -1, outside: string): string[] {
+function padLines(outShape: readonly number[], fromShape: readonly number[], sign: 1 | -1, outside: string, mode: PadMode = 'constant'): string[] {
   const ost = stridesOf(outShape);
   const fst = stridesOf(fromShape);
   const lines = ['var src = 0u;'];
   for (let d = 0; d < outShape.length; d++) {
-    lines.push(
-      `let j${d} = i32((i / ${u(ost[d])}) % ${u(outShape[d])}) ${sign > 0 ? '-' : '+'} pad_begin(${d});`,
-      `if (j${d} < 0 || j${d} >= ${fromShape[d]}) { return ${outside}; }`,
-      `src += u32(j${d}) * ${u(fst[d])};`,
-    );
+    const n = fromShape[d];
+    lines.push(`var j${d} = i32((i / ${u(ost[d])}) % ${u(outShape[d])}) ${sign > 0 ? '-' : '+'} pad_begin(${d});`);
+    if (mode === 'constant') lines.push(`if (j${d} < 0 || j${d} >= ${n}) { return ${outside}; }`);
+    else if (mode === 'edge') lines.push(`j${d} = clamp(j${d}, 0, ${n - 1});`);
+    else if (mode === 'wrap') lines.push(`j${d} = ((j${d} % ${n}) + ${n}) % ${n};`);
+    else if (n === 1) lines.push(`j${d} = 0;`);
+    else {
+      const p = 2 * (n - 1);
+      lines.push(`j${d} = ((j${d} % ${p}) + ${p}) % ${p};`, `if (j${d} >= ${n}) { j${d} = ${p} - j${d}; }`);
+    }
+    lines.push(`src += u32(j${d}) * ${u(fst[d])};`);
   }
   return lines;
+}
+
+type PadMode = 'constant' | 'edge' | 'reflect' | 'wrap';
+
+/** Source index along one axis of length n for coordinate j (may lie outside [0, n)); -1: outside (constant). */
+function padIndex(j: number, n: number, mode: PadMode): number {
+  if (j >= 0 && j < n) return j;
+  if (mode === 'constant') return -1;
+  if (mode === 'edge') return Math.min(Math.max(j, 0), n - 1);
+  if (mode === 'wrap') return ((j % n) + n) % n;
+  if (n === 1) return 0;
+  const p = 2 * (n - 1);
+  const k = ((j % p) + p) % p;
+  return k >= n ? p - k : k;
 }
 
 function padShape(n: Node, x: readonly number[], pads: number[]): number[] {
@@ -259,7 +297,7 @@ function padShape(n: Node, x: readonly number[], pads: number[]): number[] {
   return shape;
 }
 
-export function padRef(x: ArrayLike<number>, xs: readonly number[], pads: number[], value: number): Float64Array {
+export function padRef(x: ArrayLike<number>, xs: readonly number[], pads: number[], value: number, mode: PadMode = 'constant'): Float64Array {
   const r = xs.length;
   const os = xs.map((d, i) => d + pads[i] + pads[i + r]);
   const ost = stridesOf(os);
@@ -272,8 +310,8 @@ export function padRef(x: ArrayLike<number>, xs: readonly number[], pads: number
     for (let d = 0; d < r; d++) {
       const c = Math.floor(rem / ost[d]);
       rem -= c * ost[d];
-      const j = c - pads[d];
-      if (j < 0 || j >= xs[d]) inside = false;
+      const j = padIndex(c - pads[d], xs[d], mode);
+      if (j < 0) inside = false;
       else src += j * ist[d];
     }
     y[i] = inside ? x[src] : value;
@@ -281,9 +319,10 @@ export function padRef(x: ArrayLike<number>, xs: readonly number[], pads: number
   return y;
 }
 
-function padMode(n: Node): void {
+function padMode(n: Node): PadMode {
   const mode = attrString(n, 'mode', 'constant');
-  if (mode !== 'constant') throw new Error(`Pad '${n.name}': mode '${mode}' is not supported yet (constant)`);
+  if (mode !== 'constant' && mode !== 'edge' && mode !== 'reflect' && mode !== 'wrap') throw new Error(`Pad '${n.name}': unknown mode '${mode}' (constant, edge, reflect, wrap)`);
+  return mode;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,38 +337,65 @@ function poolWgsl(n: Node, ctx: EmitCtx, compute: (w: KernelWriter, g: Geom, x: 
   return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute: compute(w, g, x) })];
 }
 
-const includePad = (n: Node) => attrInt(n, 'count_include_pad', 0) === 1;
+const colMajor = (n: Node) => attrInt(n, 'storage_order', 0) === 1;
 
-function noIndices(n: Node): void {
-  if (n.outputs.length > 1 && n.outputs[1]) throw new Error(`MaxPool '${n.name}': the Indices output is not supported`);
-}
+const includePad = (n: Node) => attrInt(n, 'count_include_pad', 0) === 1;
 
 export const poolOps: OpRow[] = [
   {
+    // outputs: Y, Indices (optional; i64, flat index into X, storage_order 0). Indices has no gradient.
     op: 'MaxPool',
     domain: '',
     opsets: [10, 22],
     precision: 'follow',
     arity: [1, 1],
-    outputs: 1,
+    outputs: 2,
     infer: (n, [x]) => {
-      noIndices(n);
-      return [{ dtype: x.dtype, shape: windowOutShape(poolGeom(n, x.shape), x.shape[1]) }];
+      const shape = windowOutShape(poolGeom(n, x.shape), x.shape[1]);
+      return [
+        { dtype: x.dtype, shape },
+        { dtype: 'i64', shape: [...shape] },
+      ];
     },
-    interp: (n, [x], ctx) => [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: Float32Array.from(maxPoolRef(poolGeom(n, x.shape), x.data)) }],
+    interp: (n, [x], ctx) => {
+      const g = poolGeom(n, x.shape);
+      const shape = ctx.outTypes[0].shape;
+      const out = [{ dtype: x.dtype, shape, data: Float32Array.from(maxPoolRef(g, x.data)) }];
+      return n.outputs[1] ? [...out, { dtype: 'i64' as const, shape: [...shape], data: maxPoolIndicesRef(g, x.data, colMajor(n)) }] : out;
+    },
     grad: (ctx) => {
       const dy = ctx.dy[0];
       const x = ctx.node.inputs[0];
       return [dy ? ctx.emit('mpc.MaxPoolGrad', [dy, x], { ...ctx.node.attrs })[0] : undefined];
     },
-    wgsl: (n, ctx) =>
-      poolWgsl(n, ctx, (w, g, x) => {
-        defineArgmax(w, g, x);
-        return `${planeCoords(g, true)}
+    wgsl: (n, ctx) => {
+      const [y, indices] = n.outputs;
+      const kernels = [];
+      if (y)
+        kernels.push(
+          ...poolWgsl(n, ctx, (w, g, x) => {
+            defineArgmax(w, g, x);
+            return `${planeCoords(g, true)}
 let t = window_argmax(plane, oh, ow);
 if (t < 0) { return 0.0; }
 return ${w.load(x, `plane * ${u(g.H * g.W)} + u32(t)`)};`;
-      }),
+          }),
+        );
+      if (indices) {
+        const xt = ctx.type(n.inputs[0]);
+        const g = poolGeom(n, xt.shape);
+        const w = ctx.writer('indices');
+        const x = w.bind(n.inputs[0], xt.dtype, 'read');
+        defineArgmax(w, g, x);
+        const it = ctx.type(indices);
+        const compute = `${planeCoords(g, true)}
+let t = window_argmax(plane, oh, ow);
+if (t < 0) { return -1; }
+return i32(plane * ${u(g.H * g.W)}) + ${colMajor(n) ? `t / ${g.W} + (t % ${g.W}) * ${g.H}` : 't'};`;
+        kernels.push(mapKernel(w, { out: indices, outDtype: it.dtype, count: sizeOf(it.shape), compute }));
+      }
+      return kernels;
+    },
   },
   {
     // dX of MaxPool: dY routed to each window's first maximum. inputs: dY, X; MaxPool's attributes.
@@ -483,7 +549,7 @@ return s / ${f32Lit(hw)};`;
     },
   },
   {
-    // ONNX Pad, constant mode. inputs: data, pads (a constant), [constant_value], [axes (opset 18)].
+    // ONNX Pad, modes constant / edge / reflect / wrap (gradient: constant only). inputs: data, pads (a constant), [constant_value], [axes (opset 18)].
     op: 'Pad',
     domain: '',
     opsets: [11, 22],
@@ -492,20 +558,29 @@ return s / ${f32Lit(hw)};`;
     arity: [2, 4],
     outputs: 1,
     infer: (n, [x, , cv], consts) => {
-      padMode(n);
+      const mode = padMode(n);
       if (n.inputs[3] && !consts[3]) throw new Error(`Pad '${n.name}': the axes input must be a constant`);
       const pads = resolvePads(n, x.shape.length, consts[1], consts[3]);
+      const r = x.shape.length;
+      if (mode !== 'constant')
+        x.shape.forEach((d, i) => {
+          const widest = Math.max(pads[i], pads[i + r]);
+          if (widest > 0 && d === 0) throw new Error(`Pad '${n.name}': mode '${mode}' cannot pad an empty axis ${i}`);
+          if (mode === 'reflect' && widest > 0 && d > 1 && widest >= d) throw new Error(`Pad '${n.name}': mode 'reflect' needs pads < the axis size (axis ${i}: ${d}, pads [${pads}])`);
+        });
       if (cv && sizeOf(cv.shape) !== 1) throw new Error(`Pad '${n.name}': constant_value must hold one value, got [${cv.shape}]`);
       if (cv && isFloat(cv.dtype) !== isFloat(x.dtype)) throw new Error(`Pad '${n.name}': constant_value is ${cv.dtype}, data is ${x.dtype}`);
       return [{ dtype: x.dtype, shape: padShape(n, x.shape, pads) }];
     },
     interp: (n, [x, pads, cv, axes], ctx) => {
-      const y = padRef(x.data, x.shape, resolvePads(n, x.shape.length, pads, axes), cv ? cv.data[0] : 0);
+      const y = padRef(x.data, x.shape, resolvePads(n, x.shape.length, pads, axes), cv ? cv.data[0] : 0, padMode(n));
       return [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: isFloat(x.dtype) ? Float32Array.from(y) : Int32Array.from(y) }];
     },
     grad: (ctx) => {
       const dy = ctx.dy[0];
       if (!dy) return [undefined];
+      const mode = padMode(ctx.node);
+      if (mode !== 'constant') throw new Error(`Pad '${ctx.node.name}': no gradient for Pad mode=${mode} yet`);
       const [x, pads, cv, axes] = ctx.node.inputs;
       // The adjoint of padding is cropping.
       const dx = ctx.emit('mpc.PadGrad', axes ? [dy, pads, axes] : [dy, pads], { shape: ctx.type(x).shape })[0];
@@ -525,7 +600,7 @@ return s / ${f32Lit(hw)};`;
       const x = w.bind(xn, xt.dtype, 'read');
       definePadBegin(w, ctx, xt.shape.length, padsName, axesName || undefined);
       const value = cvName ? w.load(w.bind(cvName, ctx.type(cvName).dtype, 'read'), '0u') : isFloat(xt.dtype) ? '0.0' : '0';
-      const lines = [...padLines(yt.shape, xt.shape, 1, value), `return ${w.load(x, 'src')};`];
+      const lines = [...padLines(yt.shape, xt.shape, 1, value, padMode(n)), `return ${w.load(x, 'src')};`];
       return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute: lines.join('\n') })];
     },
   },
