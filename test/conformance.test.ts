@@ -23,7 +23,6 @@ interface Known {
 
 const BOTH: Backend[] = ['interp', 'webgpu'];
 
-const POOL_3D: Known = { backends: BOTH, reason: 'AveragePool/MaxPool rows: only 1-D and 2-D pooling (no 3-D)' };
 // Training-mode Dropout: the suite's masks come from numpy's random generator, which no other
 // implementation reproduces (onnxruntime excludes these cases too); besides, the EVAL pipeline
 // folds Dropout to an identity (inference), so mpc returns x.
@@ -34,9 +33,6 @@ const KNOWN_FAILURES: Record<string, Known> = {
   // The suite (ONNX 1.12) computes its expected bf16 values by truncating the f32 bits; mpc
   // (and onnxruntime, and ONNX since 1.14) round to nearest even, per DESIGN.md.
   test_cast_FLOAT_to_BFLOAT16: { backends: BOTH, reason: 'suite expects truncation to bf16; mpc rounds to nearest even' },
-
-  test_averagepool_3d_default: POOL_3D,
-  test_maxpool_3d_default: POOL_3D,
 
   test_training_dropout: DROPOUT_TRAINING,
   test_training_dropout_default: DROPOUT_TRAINING,

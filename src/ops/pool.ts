@@ -1,4 +1,4 @@
-// Pooling (MaxPool, AveragePool, GlobalAveragePool; NCHW, 1-D or 2-D windows) and Pad
+// Pooling (MaxPool, AveragePool, GlobalAveragePool; NCHW or NCDHW, 1-D, 2-D or 3-D windows) and Pad
 // (constant mode), with their gradient ops.
 //
 // MaxPool's gradient routes dY to the first maximum of each window (row-major window order,
@@ -7,42 +7,88 @@
 // first tap (the comparisons skip it otherwise).
 import { isFloat } from '../ir/dtypes.js';
 import { sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
-import type { Node } from '../ir/graph.js';
+import type { Attrs, Node } from '../ir/graph.js';
 import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
 import { checkShape, coords, windowGeom, windowOutShape, type Geom } from './conv.js';
 import { attrInt, attrInts, attrString, type EmitCtx, type OpRow } from './types.js';
 
 const u = (v: number) => `${v}u`;
 
-export function poolGeom(n: Node, x: readonly number[]): Geom {
+/**
+ * Pooling geometry: the 2-D window geometry of conv.ts plus a leading depth axis D (3-D
+ * pooling, NCDHW); 1-D and 2-D pools have is3 false, D = oD = kD = sD = dD = 1, no depth pads.
+ */
+export interface PoolGeom extends Geom {
+  is3: boolean;
+  D: number;
+  kD: number;
+  sD: number;
+  dD: number;
+  /** Depth padding at the front (begin) and back (end). */
+  pF: number;
+  pK: number;
+  oD: number;
+}
+
+export function poolGeom(n: Node, x: readonly number[]): PoolGeom {
   if (n.attrs.storage_order !== undefined && attrInt(n, 'storage_order') !== 0 && attrInt(n, 'storage_order') !== 1)
     throw new Error(`${n.op} '${n.name}': storage_order must be 0 or 1, got ${attrInt(n, 'storage_order')}`);
-  return windowGeom(n, x, attrInts(n, 'kernel_shape'), attrInt(n, 'ceil_mode', 0) === 1);
+  const kernel = attrInts(n, 'kernel_shape');
+  const ceil = attrInt(n, 'ceil_mode', 0) === 1;
+  if (x.length !== 5) return { ...windowGeom(n, x, kernel, ceil), is3: false, D: 1, kD: 1, sD: 1, dD: 1, pF: 0, pK: 0, oD: 1 };
+  if (kernel.length !== 3) throw new Error(`${n.op} '${n.name}': kernel [${kernel}] does not match the 3-D input [${x}]`);
+  const list = (key: string, len: number) => {
+    const v = n.attrs[key];
+    if (v === undefined) return undefined;
+    const a = attrInts(n, key);
+    if (a.length !== len) throw new Error(`${n.op} '${n.name}': attribute ${key} must have ${len} values, got [${a}]`);
+    return a;
+  };
+  const strides = list('strides', 3);
+  const dil = list('dilations', 3);
+  const pads = list('pads', 6);
+  // Split into a 1-D (depth) and a 2-D (height, width) window; the axes are independent.
+  const sub = (axes: number[]): Node => {
+    const attrs: Attrs = { ...n.attrs, kernel_shape: axes.map((a) => kernel[a]) };
+    if (strides) attrs.strides = axes.map((a) => strides[a]);
+    if (dil) attrs.dilations = axes.map((a) => dil[a]);
+    if (pads) attrs.pads = [...axes.map((a) => pads[a]), ...axes.map((a) => pads[a + 3])];
+    return { ...n, attrs };
+  };
+  const gd = windowGeom(sub([0]), [x[0], x[1], x[2]], [kernel[0]], ceil);
+  const g = windowGeom(sub([1, 2]), [x[0], x[1], x[3], x[4]], kernel.slice(1), ceil);
+  return { ...g, is3: true, D: gd.W, kD: gd.kW, sD: gd.sW, dD: gd.dW, pF: gd.pL, pK: gd.pR, oD: gd.oW };
 }
 
-/** Spatial index (ih * W + iw) of tap (kh, kw) of window (oh, ow), or -1 when it lies in the padding. */
-function tap(g: Geom, oh: number, ow: number, kh: number, kw: number): number {
+export function poolOutShape(g: PoolGeom, channels: number): number[] {
+  return g.is3 ? [g.N, channels, g.oD, g.oH, g.oW] : windowOutShape(g, channels);
+}
+
+/** Spatial index ((id * H + ih) * W + iw) of tap (kd, kh, kw) of window (od, oh, ow), or -1 when it lies in the padding. */
+function tap(g: PoolGeom, od: number, oh: number, ow: number, kd: number, kh: number, kw: number): number {
+  const id = od * g.sD - g.pF + kd * g.dD;
   const ih = oh * g.sH - g.pT + kh * g.dH;
   const iw = ow * g.sW - g.pL + kw * g.dW;
-  return ih < 0 || ih >= g.H || iw < 0 || iw >= g.W ? -1 : ih * g.W + iw;
+  return id < 0 || id >= g.D || ih < 0 || ih >= g.H || iw < 0 || iw >= g.W ? -1 : (id * g.H + ih) * g.W + iw;
 }
 
-/** Spatial index (ih * W + iw) of the first maximum of window (oh, ow) of plane `x`, or -1. */
-function argmaxRef(g: Geom, x: ArrayLike<number>, base: number, oh: number, ow: number): number {
+/** Spatial index of the first maximum of window (od, oh, ow) of plane `x`, or -1. */
+function argmaxRef(g: PoolGeom, x: ArrayLike<number>, base: number, od: number, oh: number, ow: number): number {
   let best = -1;
   let bv = 0;
-  for (let kh = 0; kh < g.kH; kh++)
-    for (let kw = 0; kw < g.kW; kw++) {
-      const t = tap(g, oh, ow, kh, kw);
-      if (t < 0) continue;
-      const v = x[base + t];
-      if (best < 0 || v > bv) [best, bv] = [t, v];
-    }
+  for (let kd = 0; kd < g.kD; kd++)
+    for (let kh = 0; kh < g.kH; kh++)
+      for (let kw = 0; kw < g.kW; kw++) {
+        const t = tap(g, od, oh, ow, kd, kh, kw);
+        if (t < 0) continue;
+        const v = x[base + t];
+        if (best < 0 || v > bv) [best, bv] = [t, v];
+      }
   return best;
 }
 
-/** Number of taps of window (oh, ow) counted by AveragePool's divisor. */
-function avgCount(g: Geom, oh: number, ow: number, includePad: boolean): number {
+/** Number of taps of window (od, oh, ow) counted by AveragePool's divisor. */
+function avgCount(g: PoolGeom, od: number, oh: number, ow: number, includePad: boolean): number {
   // count_include_pad counts taps inside the padded extent [-pb, in + pe) (PyTorch, ORT):
   // the part of a ceil_mode window past the end padding never counts.
   const axis = (o: number, s: number, p: number, k: number, d: number, len: number, pe: number) => {
@@ -54,87 +100,86 @@ function avgCount(g: Geom, oh: number, ow: number, includePad: boolean): number 
     }
     return c;
   };
-  return axis(oh, g.sH, g.pT, g.kH, g.dH, g.H, g.pB) * axis(ow, g.sW, g.pL, g.kW, g.dW, g.W, g.pR);
+  return axis(od, g.sD, g.pF, g.kD, g.dD, g.D, g.pK) * axis(oh, g.sH, g.pT, g.kH, g.dH, g.H, g.pB) * axis(ow, g.sW, g.pL, g.kW, g.dW, g.W, g.pR);
 }
 
-export function maxPoolRef(g: Geom, x: ArrayLike<number>): Float64Array {
-  const planes = g.N * g.C;
-  const y = new Float64Array(planes * g.oH * g.oW);
+/** Calls f(plane, od, oh, ow, o) for every output position, o its flat index. */
+function forEachWindow(g: PoolGeom, f: (p: number, od: number, oh: number, ow: number, o: number) => void): void {
   let o = 0;
-  for (let p = 0; p < planes; p++)
-    for (let oh = 0; oh < g.oH; oh++)
-      for (let ow = 0; ow < g.oW; ow++) {
-        const t = argmaxRef(g, x, p * g.H * g.W, oh, ow);
-        y[o++] = t < 0 ? 0 : x[p * g.H * g.W + t];
-      }
+  for (let p = 0; p < g.N * g.C; p++)
+    for (let od = 0; od < g.oD; od++)
+      for (let oh = 0; oh < g.oH; oh++) for (let ow = 0; ow < g.oW; ow++) f(p, od, oh, ow, o++);
+}
+
+const planeIn = (g: PoolGeom) => g.D * g.H * g.W;
+const outSize = (g: PoolGeom) => g.N * g.C * g.oD * g.oH * g.oW;
+
+export function maxPoolRef(g: PoolGeom, x: ArrayLike<number>): Float64Array {
+  const y = new Float64Array(outSize(g));
+  const P = planeIn(g);
+  forEachWindow(g, (p, od, oh, ow, o) => {
+    const t = argmaxRef(g, x, p * P, od, oh, ow);
+    y[o] = t < 0 ? 0 : x[p * P + t];
+  });
   return y;
 }
 
 /**
  * MaxPool's Indices: flat index into X of each window's first maximum, -1 for an empty
- * window; the spatial part is row-major (storage_order 0, ih * W + iw) or column-major
- * (storage_order 1, ih + iw * H), as ONNX Runtime.
+ * window; the spatial part is row-major (storage_order 0, (id * H + ih) * W + iw) or
+ * column-major (storage_order 1, id + ih * D + iw * D * H), as ONNX Runtime.
  */
-export function maxPoolIndicesRef(g: Geom, x: ArrayLike<number>, colMajor: boolean): Int32Array {
-  const planes = g.N * g.C;
-  const idx = new Int32Array(planes * g.oH * g.oW);
-  let o = 0;
-  for (let p = 0; p < planes; p++)
-    for (let oh = 0; oh < g.oH; oh++)
-      for (let ow = 0; ow < g.oW; ow++) {
-        const t = argmaxRef(g, x, p * g.H * g.W, oh, ow);
-        idx[o++] = t < 0 ? -1 : p * g.H * g.W + (colMajor ? Math.floor(t / g.W) + (t % g.W) * g.H : t);
-      }
+export function maxPoolIndicesRef(g: PoolGeom, x: ArrayLike<number>, colMajor: boolean): Int32Array {
+  const idx = new Int32Array(outSize(g));
+  const P = planeIn(g);
+  forEachWindow(g, (p, od, oh, ow, o) => {
+    const t = argmaxRef(g, x, p * P, od, oh, ow);
+    const cm = () => Math.floor(t / (g.W * g.H)) + (Math.floor(t / g.W) % g.H) * g.D + (t % g.W) * g.D * g.H;
+    idx[o] = t < 0 ? -1 : p * P + (colMajor ? cm() : t);
+  });
   return idx;
 }
 
-export function maxPoolGradRef(g: Geom, dy: ArrayLike<number>, x: ArrayLike<number>): Float64Array {
-  const planes = g.N * g.C;
-  const dx = new Float64Array(planes * g.H * g.W);
-  let o = 0;
-  for (let p = 0; p < planes; p++)
-    for (let oh = 0; oh < g.oH; oh++)
-      for (let ow = 0; ow < g.oW; ow++, o++) {
-        const t = argmaxRef(g, x, p * g.H * g.W, oh, ow);
-        if (t >= 0) dx[p * g.H * g.W + t] += dy[o];
-      }
+export function maxPoolGradRef(g: PoolGeom, dy: ArrayLike<number>, x: ArrayLike<number>): Float64Array {
+  const P = planeIn(g);
+  const dx = new Float64Array(g.N * g.C * P);
+  forEachWindow(g, (p, od, oh, ow, o) => {
+    const t = argmaxRef(g, x, p * P, od, oh, ow);
+    if (t >= 0) dx[p * P + t] += dy[o];
+  });
   return dx;
 }
 
-export function avgPoolRef(g: Geom, x: ArrayLike<number>, includePad: boolean): Float64Array {
-  const planes = g.N * g.C;
-  const y = new Float64Array(planes * g.oH * g.oW);
-  let o = 0;
-  for (let p = 0; p < planes; p++)
-    for (let oh = 0; oh < g.oH; oh++)
-      for (let ow = 0; ow < g.oW; ow++) {
-        let s = 0;
-        for (let kh = 0; kh < g.kH; kh++)
-          for (let kw = 0; kw < g.kW; kw++) {
-            const t = tap(g, oh, ow, kh, kw);
-            if (t >= 0) s += x[p * g.H * g.W + t];
-          }
-        const cnt = avgCount(g, oh, ow, includePad);
-        y[o++] = cnt ? s / cnt : 0;
-      }
+export function avgPoolRef(g: PoolGeom, x: ArrayLike<number>, includePad: boolean): Float64Array {
+  const y = new Float64Array(outSize(g));
+  const P = planeIn(g);
+  forEachWindow(g, (p, od, oh, ow, o) => {
+    let s = 0;
+    for (let kd = 0; kd < g.kD; kd++)
+      for (let kh = 0; kh < g.kH; kh++)
+        for (let kw = 0; kw < g.kW; kw++) {
+          const t = tap(g, od, oh, ow, kd, kh, kw);
+          if (t >= 0) s += x[p * P + t];
+        }
+    const cnt = avgCount(g, od, oh, ow, includePad);
+    y[o] = cnt ? s / cnt : 0;
+  });
   return y;
 }
 
-export function avgPoolGradRef(g: Geom, dy: ArrayLike<number>, includePad: boolean): Float64Array {
-  const planes = g.N * g.C;
-  const dx = new Float64Array(planes * g.H * g.W);
-  let o = 0;
-  for (let p = 0; p < planes; p++)
-    for (let oh = 0; oh < g.oH; oh++)
-      for (let ow = 0; ow < g.oW; ow++, o++) {
-        const cnt = avgCount(g, oh, ow, includePad);
-        if (!cnt) continue;
-        for (let kh = 0; kh < g.kH; kh++)
-          for (let kw = 0; kw < g.kW; kw++) {
-            const t = tap(g, oh, ow, kh, kw);
-            if (t >= 0) dx[p * g.H * g.W + t] += dy[o] / cnt;
-          }
-      }
+export function avgPoolGradRef(g: PoolGeom, dy: ArrayLike<number>, includePad: boolean): Float64Array {
+  const P = planeIn(g);
+  const dx = new Float64Array(g.N * g.C * P);
+  forEachWindow(g, (p, od, oh, ow, o) => {
+    const cnt = avgCount(g, od, oh, ow, includePad);
+    if (!cnt) return;
+    for (let kd = 0; kd < g.kD; kd++)
+      for (let kh = 0; kh < g.kH; kh++)
+        for (let kw = 0; kw < g.kW; kw++) {
+          const t = tap(g, od, oh, ow, kd, kh, kw);
+          if (t >= 0) dx[p * P + t] += dy[o] / cnt;
+        }
+  });
   return dx;
 }
 
@@ -142,7 +187,32 @@ export function avgPoolGradRef(g: Geom, dy: ArrayLike<number>, includePad: boole
 // WGSL pieces shared by the pooling kernels.
 
 /** `fn window_argmax(plane: u32, oh: u32, ow: u32) -> i32`: as argmaxRef. */
-function defineArgmax(w: KernelWriter, g: Geom, x: string): void {
+function defineArgmax(w: KernelWriter, g: PoolGeom, x: string): void {
+  if (g.is3) {
+    w.define(`fn window_argmax(plane: u32, od: u32, oh: u32, ow: u32) -> i32 {
+  let base = plane * ${u(g.D * g.H * g.W)};
+  var best = -1;
+  var bv = 0.0;
+  for (var kd = 0u; kd < ${u(g.kD)}; kd++) {
+    let idd = i32(od * ${u(g.sD)} + kd * ${u(g.dD)}) - ${g.pF};
+    if (idd < 0 || idd >= ${g.D}) { continue; }
+    for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
+      let ih = i32(oh * ${u(g.sH)} + kh * ${u(g.dH)}) - ${g.pT};
+      if (ih < 0 || ih >= ${g.H}) { continue; }
+      for (var kw = 0u; kw < ${u(g.kW)}; kw++) {
+        let iw = i32(ow * ${u(g.sW)} + kw * ${u(g.dW)}) - ${g.pL};
+        if (iw < 0 || iw >= ${g.W}) { continue; }
+        let t = (idd * ${g.H} + ih) * ${g.W} + iw;
+        let v = ${w.load(x, 'base + u32(t)')};
+        if (best < 0 || v > bv) { best = t; bv = v; }
+      }
+    }
+  }
+  return best;
+}
+`);
+    return;
+  }
   w.define(`fn window_argmax(plane: u32, oh: u32, ow: u32) -> i32 {
   let base = plane * ${u(g.H * g.W)};
   var best = -1;
@@ -164,7 +234,7 @@ function defineArgmax(w: KernelWriter, g: Geom, x: string): void {
 }
 
 /** `fn avg_count(oh: u32, ow: u32) -> f32`: as avgCount. */
-function defineAvgCount(w: KernelWriter, g: Geom, includePad: boolean): void {
+function defineAvgCount(w: KernelWriter, g: PoolGeom, includePad: boolean): void {
   const axis = (name: string, s: number, p: number, k: number, d: number, len: number, pe: number) => {
     const [lo, hi] = includePad ? [-p, len + pe] : [0, len];
     return `fn count_${name}(o: u32) -> u32 {
@@ -177,16 +247,36 @@ function defineAvgCount(w: KernelWriter, g: Geom, includePad: boolean): void {
 }
 `;
   };
+  if (g.is3) w.define(axis('d', g.sD, g.pF, g.kD, g.dD, g.D, g.pK));
   w.define(axis('h', g.sH, g.pT, g.kH, g.dH, g.H, g.pB));
   w.define(axis('w', g.sW, g.pL, g.kW, g.dW, g.W, g.pR));
-  w.define(`fn avg_count(oh: u32, ow: u32) -> f32 { return f32(count_h(oh) * count_w(ow)); }\n`);
+  if (g.is3) w.define(`fn avg_count(od: u32, oh: u32, ow: u32) -> f32 { return f32(count_d(od) * count_h(oh) * count_w(ow)); }\n`);
+  else w.define(`fn avg_count(oh: u32, ow: u32) -> f32 { return f32(count_h(oh) * count_w(ow)); }\n`);
 }
 
 /**
  * WGSL loop over the windows (oh, ow) that tap input element (ih, iw) of `plane`: `body`
  * runs with `oh`, `ow` and `o` (the flat dY index) defined.
  */
-function windowsOfInput(g: Geom, body: string): string {
+function windowsOfInput(g: PoolGeom, body: string): string {
+  if (g.is3)
+    return `for (var kd = 0u; kd < ${u(g.kD)}; kd++) {
+  let td = i32(idd) + ${g.pF} - i32(kd * ${u(g.dD)});
+  if (td < 0 || td % ${g.sD} != 0 || td / ${g.sD} >= ${g.oD}) { continue; }
+  let od = u32(td / ${g.sD});
+  for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
+    let th = i32(ih) + ${g.pT} - i32(kh * ${u(g.dH)});
+    if (th < 0 || th % ${g.sH} != 0 || th / ${g.sH} >= ${g.oH}) { continue; }
+    let oh = u32(th / ${g.sH});
+    for (var kw = 0u; kw < ${u(g.kW)}; kw++) {
+      let tw = i32(iw) + ${g.pL} - i32(kw * ${u(g.dW)});
+      if (tw < 0 || tw % ${g.sW} != 0 || tw / ${g.sW} >= ${g.oW}) { continue; }
+      let ow = u32(tw / ${g.sW});
+      let o = ((plane * ${u(g.oD)} + od) * ${u(g.oH)} + oh) * ${u(g.oW)} + ow;
+${body.replace(/^/gm, '      ')}
+    }
+  }
+}`;
   return `for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
   let th = i32(ih) + ${g.pT} - i32(kh * ${u(g.dH)});
   if (th < 0 || th % ${g.sH} != 0 || th / ${g.sH} >= ${g.oH}) { continue; }
@@ -205,8 +295,19 @@ function geom4(g: Geom, out: boolean): [number, number, number, number] {
   return [g.N, g.C, out ? g.oH : g.H, out ? g.oW : g.W];
 }
 
-const planeCoords = (g: Geom, out: boolean) =>
-  `${coords(['nn', 'cc', out ? 'oh' : 'ih', out ? 'ow' : 'iw'], geom4(g, out))}\nlet plane = nn * ${u(g.C)} + cc;`;
+/** Plane size (D * H * W) of the input, as a WGSL u32 literal. */
+const planeU = (g: PoolGeom) => u(g.D * g.H * g.W);
+
+/** Window coordinates as WGSL arguments: `od, oh, ow` (3-D) or `oh, ow`. */
+const wargs = (g: PoolGeom) => (g.is3 ? 'od, oh, ow' : 'oh, ow');
+
+const planeCoords = (g: PoolGeom, out: boolean) =>
+  g.is3
+    ? `${coords(['nn', 'cc', out ? 'od' : 'idd', 'sp'], [g.N, g.C, out ? g.oD : g.D, out ? g.oH * g.oW : g.H * g.W])}
+let ${out ? 'oh' : 'ih'} = sp / ${u(out ? g.oW : g.W)};
+let ${out ? 'ow' : 'iw'} = sp % ${u(out ? g.oW : g.W)};
+let plane = nn * ${u(g.C)} + cc;`
+    : `${coords(['nn', 'cc', out ? 'oh' : 'ih', out ? 'ow' : 'iw'], geom4(g, out))}\nlet plane = nn * ${u(g.C)} + cc;`;
 
 // ---------------------------------------------------------------------------------------------
 // Pad (modes constant, edge, reflect, wrap).
@@ -328,7 +429,7 @@ function padMode(n: Node): PadMode {
 // ---------------------------------------------------------------------------------------------
 // Rows.
 
-function poolWgsl(n: Node, ctx: EmitCtx, compute: (w: KernelWriter, g: Geom, x: string) => string) {
+function poolWgsl(n: Node, ctx: EmitCtx, compute: (w: KernelWriter, g: PoolGeom, x: string) => string) {
   const xt = ctx.type(n.inputs[0]);
   const g = poolGeom(n, xt.shape);
   const w = ctx.writer();
@@ -351,7 +452,7 @@ export const poolOps: OpRow[] = [
     arity: [1, 1],
     outputs: 2,
     infer: (n, [x]) => {
-      const shape = windowOutShape(poolGeom(n, x.shape), x.shape[1]);
+      const shape = poolOutShape(poolGeom(n, x.shape), x.shape[1]);
       return [
         { dtype: x.dtype, shape },
         { dtype: 'i64', shape: [...shape] },
@@ -376,9 +477,9 @@ export const poolOps: OpRow[] = [
           ...poolWgsl(n, ctx, (w, g, x) => {
             defineArgmax(w, g, x);
             return `${planeCoords(g, true)}
-let t = window_argmax(plane, oh, ow);
+let t = window_argmax(plane, ${wargs(g)});
 if (t < 0) { return 0.0; }
-return ${w.load(x, `plane * ${u(g.H * g.W)} + u32(t)`)};`;
+return ${w.load(x, `plane * ${planeU(g)} + u32(t)`)};`;
           }),
         );
       if (indices) {
@@ -389,9 +490,9 @@ return ${w.load(x, `plane * ${u(g.H * g.W)} + u32(t)`)};`;
         defineArgmax(w, g, x);
         const it = ctx.type(indices);
         const compute = `${planeCoords(g, true)}
-let t = window_argmax(plane, oh, ow);
+let t = window_argmax(plane, ${wargs(g)});
 if (t < 0) { return -1; }
-return i32(plane * ${u(g.H * g.W)}) + ${colMajor(n) ? `t / ${g.W} + (t % ${g.W}) * ${g.H}` : 't'};`;
+return i32(plane * ${planeU(g)}) + ${colMajor(n) ? (g.is3 ? `t / ${g.W * g.H} + ((t / ${g.W}) % ${g.H}) * ${g.D} + (t % ${g.W}) * ${g.D * g.H}` : `t / ${g.W} + (t % ${g.W}) * ${g.H}`) : 't'};`;
         kernels.push(mapKernel(w, { out: indices, outDtype: it.dtype, count: sizeOf(it.shape), compute }));
       }
       return kernels;
@@ -405,7 +506,7 @@ return i32(plane * ${u(g.H * g.W)}) + ${colMajor(n) ? `t / ${g.W} + (t % ${g.W})
     arity: [2, 2],
     outputs: 1,
     infer: (n, [dy, x]) => {
-      checkShape(n, 'dY', dy.shape, windowOutShape(poolGeom(n, x.shape), x.shape[1]));
+      checkShape(n, 'dY', dy.shape, poolOutShape(poolGeom(n, x.shape), x.shape[1]));
       return [{ dtype: dy.dtype, shape: [...x.shape] }];
     },
     interp: (n, [dy, x]) => [{ dtype: dy.dtype, shape: [...x.shape], data: Float32Array.from(maxPoolGradRef(poolGeom(n, x.shape), dy.data, x.data)) }],
@@ -418,9 +519,9 @@ return i32(plane * ${u(g.H * g.W)}) + ${colMajor(n) ? `t / ${g.W} + (t % ${g.W})
       const x = w.bind(xn, xt.dtype, 'read');
       defineArgmax(w, g, x);
       const compute = `${planeCoords(g, false)}
-let me = i32(ih * ${u(g.W)} + iw);
+let me = i32(${g.is3 ? `(idd * ${u(g.H)} + ih)` : 'ih'} * ${u(g.W)} + iw);
 var s = 0.0;
-${windowsOfInput(g, `if (window_argmax(plane, oh, ow) == me) { s += ${w.load(dy, 'o')}; }`)}
+${windowsOfInput(g, `if (window_argmax(plane, ${wargs(g)}) == me) { s += ${w.load(dy, 'o')}; }`)}
 return s;`;
       return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
     },
@@ -432,7 +533,7 @@ return s;`;
     precision: 'follow',
     arity: [1, 1],
     outputs: 1,
-    infer: (n, [x]) => [{ dtype: x.dtype, shape: windowOutShape(poolGeom(n, x.shape), x.shape[1]) }],
+    infer: (n, [x]) => [{ dtype: x.dtype, shape: poolOutShape(poolGeom(n, x.shape), x.shape[1]) }],
     interp: (n, [x], ctx) => [{ dtype: x.dtype, shape: ctx.outTypes[0].shape, data: Float32Array.from(avgPoolRef(poolGeom(n, x.shape), x.data, includePad(n))) }],
     grad: (ctx) => {
       const dy = ctx.dy[0];
@@ -441,6 +542,25 @@ return s;`;
     wgsl: (n, ctx) =>
       poolWgsl(n, ctx, (w, g, x) => {
         defineAvgCount(w, g, includePad(n));
+        if (g.is3)
+          return `${planeCoords(g, true)}
+let base = plane * ${planeU(g)};
+var s = 0.0;
+for (var kd = 0u; kd < ${u(g.kD)}; kd++) {
+  let idd = i32(od * ${u(g.sD)} + kd * ${u(g.dD)}) - ${g.pF};
+  if (idd < 0 || idd >= ${g.D}) { continue; }
+  for (var kh = 0u; kh < ${u(g.kH)}; kh++) {
+    let ih = i32(oh * ${u(g.sH)} + kh * ${u(g.dH)}) - ${g.pT};
+    if (ih < 0 || ih >= ${g.H}) { continue; }
+    for (var kw = 0u; kw < ${u(g.kW)}; kw++) {
+      let iw = i32(ow * ${u(g.sW)} + kw * ${u(g.dW)}) - ${g.pL};
+      if (iw < 0 || iw >= ${g.W}) { continue; }
+      s += ${w.load(x, `base + u32((idd * ${g.H} + ih) * ${g.W} + iw)`)};
+    }
+  }
+}
+let cnt = avg_count(od, oh, ow);
+return select(0.0, s / cnt, cnt > 0.0);`;
         return `${planeCoords(g, true)}
 let base = plane * ${u(g.H * g.W)};
 var s = 0.0;
@@ -466,7 +586,7 @@ return select(0.0, s / cnt, cnt > 0.0);`;
     outputs: 1,
     infer: (n, [dy]) => {
       const xs = attrInts(n, 'shape');
-      checkShape(n, 'dY', dy.shape, windowOutShape(poolGeom(n, xs), xs[1]));
+      checkShape(n, 'dY', dy.shape, poolOutShape(poolGeom(n, xs), xs[1]));
       return [{ dtype: dy.dtype, shape: [...xs] }];
     },
     interp: (n, [dy]) => {
@@ -482,7 +602,7 @@ return select(0.0, s / cnt, cnt > 0.0);`;
       // Taps are only ever inside the input here, so every window reached has cnt >= 1.
       const compute = `${planeCoords(g, false)}
 var s = 0.0;
-${windowsOfInput(g, `s += ${w.load(dy, 'o')} / avg_count(oh, ow);`)}
+${windowsOfInput(g, `s += ${w.load(dy, 'o')} / avg_count(${wargs(g)});`)}
 return s;`;
       return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xs), compute })];
     },
