@@ -3,7 +3,9 @@
 //
 // Buffers: one per value, except that views (Reshape, Flatten...) and in-place updates
 // (optimizer, loss scaler) share their input's buffer. The two graphs never run at the same
-// time, so a value with the same name, dtype and shape in both uses one buffer.
+// time, so a value with the same name, dtype and shape in both uses one buffer. Buffers are
+// logical: the memory planner (memory-plan.ts) then places them in device allocations, where
+// buffers whose lifetimes do not overlap share bytes.
 import type { DType } from '../ir/dtypes.js';
 import { staticShape, type Graph, type ValueRole } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
@@ -11,6 +13,7 @@ import { opRow } from '../ops/table.js';
 import type { EmitCtx } from '../ops/types.js';
 import { dispatch1d, type Kernel, type Target } from './kernel.js';
 import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
+import { peakLive, planMemory } from './memory-plan.js';
 
 export interface ProgramBuffer {
   name: string;
@@ -19,6 +22,8 @@ export interface ProgramBuffer {
   layout: Pick<Layout, 'elem' | 'perWord'>;
   bytes: number;
   role: ValueRole;
+  /** Device allocation holding this buffer (index into CodegenResult.allocations). */
+  alloc: number;
 }
 
 export interface ProgramKernel {
@@ -49,6 +54,27 @@ export interface CodegenResult {
   schedules: Record<string, Schedule>;
   /** value name → buffer index, for every value of every graph */
   bufferOf: Record<string, Record<string, number>>;
+  /** Bytes of each device allocation (buffers share them where their lifetimes allow). */
+  allocations: number[];
+  memory: MemoryReport;
+}
+
+/** What the memory plan bought, for compile's summary and the manifest. */
+export interface MemoryReport {
+  /** Bytes of the allocations holding activations, planned, and with one allocation per buffer. */
+  activation: { planned: number; unplanned: number };
+  /**
+   * The training step ('train' schedule): bytes of the values the forward pass keeps for the
+   * backward pass, and the peak of all simultaneously live transient bytes.
+   */
+  train?: { saved: number; peak: number };
+}
+
+export interface GenerateOptions {
+  /** Per graph: values the host reads after a run, beyond the graph's inputs and outputs. */
+  keep?: Record<string, string[]>;
+  /** false: one allocation per buffer (no sharing), for comparisons and debugging. */
+  share?: boolean;
 }
 
 class UnionFind {
@@ -85,7 +111,7 @@ function aliasClasses(g: Graph): UnionFind {
   return uf;
 }
 
-export function generate(graphs: Record<string, Graph>, target: Target): CodegenResult {
+export function generate(graphs: Record<string, Graph>, target: Target, opts: GenerateOptions = {}): CodegenResult {
   const buffers: ProgramBuffer[] = [];
   const byKey = new Map<string, number>(); // `${root}|${dtype}|${shape}` -> buffer
   const bufferOf: Record<string, Record<string, number>> = {};
@@ -103,7 +129,7 @@ export function generate(graphs: Record<string, Graph>, target: Target): Codegen
       if (b === undefined) {
         const layout = layoutOf(rv.dtype, target);
         b = buffers.length;
-        buffers.push({ name: root, dtype: rv.dtype, shape, layout: { elem: layout.elem, perWord: layout.perWord }, bytes: bufferBytes(layout, sizeOf(shape)), role: rv.role });
+        buffers.push({ name: root, dtype: rv.dtype, shape, layout: { elem: layout.elem, perWord: layout.perWord }, bytes: bufferBytes(layout, sizeOf(shape)), role: rv.role, alloc: -1 });
         byKey.set(key, b);
       }
       map[v.name] = b;
@@ -159,7 +185,36 @@ export function generate(graphs: Record<string, Graph>, target: Target): Codegen
     const io = (names: string[]) => Object.fromEntries(names.map((v) => [v, map[v]]));
     schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs) };
   }
-  return { buffers, kernels, files, schedules, bufferOf };
+
+  const keep = new Set<number>();
+  for (const [gname, g] of Object.entries(graphs))
+    for (const v of [...g.inputs, ...g.outputs, ...(opts.keep?.[gname] ?? [])]) {
+      const b = bufferOf[gname][v];
+      if (b === undefined) throw new Error(`cannot keep unknown value '${v}' of graph ${gname}`);
+      keep.add(b);
+    }
+  const lists = Object.fromEntries(Object.entries(schedules).map(([k, s]) => [k, s.kernels]));
+  const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share });
+  buffers.forEach((b, i) => (b.alloc = plan.allocOf[i]));
+  const activationAllocs = new Set(buffers.filter((b) => b.role === 'activation').map((b) => b.alloc));
+  const memory: MemoryReport = {
+    activation: {
+      planned: [...activationAllocs].reduce((s, a) => s + plan.allocations[a], 0),
+      unplanned: buffers.reduce((s, b) => s + (b.role === 'activation' ? b.bytes : 0), 0),
+    },
+  };
+  const train = graphs.train && schedules.train;
+  if (train) {
+    // Saved for the backward pass: live across the first kernel of a gradient node.
+    const phase = new Map(graphs.train.nodes.map((n) => [n.name, n.phase]));
+    const boundary = train.kernels.findIndex((k) => phase.get(kernels[k].node) === 'backward');
+    const saved =
+      boundary < 0
+        ? 0
+        : [...plan.lifetimes].reduce((s, [b, ls]) => s + (!plan.pinned[b] && ls.some((l) => l.schedule === 'train' && l.first < boundary && l.last >= boundary) ? buffers[b].bytes : 0), 0);
+    memory.train = { saved, peak: peakLive(plan, buffers, 'train', train.kernels.length).bytes };
+  }
+  return { buffers, kernels, files, schedules, bufferOf, allocations: plan.allocations, memory };
 }
 
 /** Word-by-word copy between two buffers of the same layout. */

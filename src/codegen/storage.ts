@@ -72,7 +72,9 @@ export class KernelWriter {
       if (access === 'read_write') prev.access = 'read_write';
       return prev.ident;
     }
-    const ident = `b${this.bound.length}_${buffer.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 60);
+    // The identifier depends on the binding slot only, never on the value's name: kernels of
+    // identical layers are then identical text and share one pipeline.
+    const ident = `buf${this.bound.length}`;
     this.bound.push({ name: buffer, ident, layout: layoutOf(dtype, this.target), access });
     return ident;
   }

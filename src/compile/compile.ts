@@ -24,7 +24,7 @@ import { buildManifest, type Manifest } from './manifest.js';
 import { passCtx, type CompileOptions } from './options.js';
 
 export const PROGRAM_FORMAT = 'mpc-program';
-export const PROGRAM_VERSION = 1;
+export const PROGRAM_VERSION = 2;
 
 /** program.json */
 export interface ProgramFile {
@@ -38,6 +38,8 @@ export interface ProgramFile {
   optimizer: OptimizerConfig;
   lossScale: LossScaleConfig;
   buffers: ProgramBuffer[];
+  /** Bytes of each device allocation (the memory plan; ProgramBuffer.alloc points into it). */
+  allocations: number[];
   kernels: ProgramKernel[];
   schedules: Record<'train' | 'eval', Schedule>;
   /** The model's data input, the labels input and the prediction output (eval schedule). */
@@ -67,11 +69,15 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   const ctx = passCtx(opts);
   const train = lowerModel(imported, ctx, TRAIN_PIPELINE, modelPath, { onPass: (p) => onPass?.('train', p.name) });
   const evalG = lowerModel(imported, ctx, EVAL_PIPELINE, modelPath, { onPass: (p) => onPass?.('eval', p.name) });
-  const code = generate({ train, eval: evalG }, ctx.target);
-  const tb = code.bufferOf.train;
   const grads = (train.meta.grads as GradMeta | undefined)?.params ?? {};
   const loss = (train.meta.loss as { value: string; labels: string; prediction: string } | undefined) ?? undefined;
   if (!loss) throw new InputError('compile needs a loss to build a training program (--loss cross_entropy or mse)');
+  const fp8 = (train.meta.fp8 as Fp8Tensor[] | undefined) ?? [];
+  // What the host reads after a step besides the graphs' inputs and outputs: the loss, and
+  // the fp8 statistics (--fp8-stats).
+  const keep = { train: [loss.value, ...fp8.map((t) => t.stats)] };
+  const code = generate({ train, eval: evalG }, ctx.target, { keep, share: opts.planMemory });
+  const tb = code.bufferOf.train;
   const program: ProgramFile = {
     format: PROGRAM_FORMAT,
     version: PROGRAM_VERSION,
@@ -83,6 +89,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
     optimizer: ctx.optimizer,
     lossScale: ctx.lossScale,
     buffers: code.buffers,
+    allocations: code.allocations,
     kernels: code.kernels,
     schedules: code.schedules as ProgramFile['schedules'],
     io: { input: imported.inputs[0], labels: loss.labels, prediction: imported.outputs[0] },
@@ -95,7 +102,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
       loss: tb[loss.value],
     },
     files: { init: 'init.safetensors', trainGraph: 'ir.train.json', evalGraph: 'ir.eval.json' },
-    fp8: (train.meta.fp8 as Fp8Tensor[] | undefined) ?? [],
+    fp8,
   };
   const init = new Map<string, Tensor>();
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);

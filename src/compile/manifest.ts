@@ -4,7 +4,7 @@ import { byteSize, isFloat } from '../ir/dtypes.js';
 import { consumers, producers, staticShape, type Graph } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
-import type { CodegenResult } from '../codegen/program.js';
+import type { CodegenResult, MemoryReport } from '../codegen/program.js';
 import type { PassCtx } from '../passes/pass.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
 
@@ -27,8 +27,10 @@ export interface Manifest {
   /** Every fp8 tensor of the training step: format, scaling recipe and its state buffers. */
   fp8: Fp8Tensor[];
   memory: {
-    /** Device bytes of all buffers, by role. */
+    /** Device bytes of all allocations, by the role of the buffers they hold (after the memory plan). */
     byRole: Record<string, number>;
+    /** Activation bytes with and without the memory plan; saved-for-backward and peak live bytes of the training step. */
+    plan: MemoryReport;
     /** Bytes of the matrix operands of allow-class (GEMM-like) ops in the training step, at their compiled dtype and in f32. */
     gemmOperands: { bytes: number; f32Bytes: number };
   };
@@ -64,7 +66,9 @@ export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, c
       if (opRow(n.op).precision === 'cast')
         casts.push({ graph: gname, node: n.name, value: n.inputs[0], from: g.values.get(n.inputs[0])!.dtype, to: g.values.get(n.outputs[0])!.dtype });
   const byRole: Record<string, number> = {};
-  for (const b of code.buffers) byRole[b.role] = (byRole[b.role] ?? 0) + b.bytes;
+  const roleOf = new Map<number, string>();
+  for (const b of code.buffers) roleOf.set(b.alloc, b.role);
+  code.allocations.forEach((bytes, a) => (byRole[roleOf.get(a)!] = (byRole[roleOf.get(a)!] ?? 0) + bytes));
   let bytes = 0;
   let f32Bytes = 0;
   const seen = new Set<string>();
@@ -87,6 +91,6 @@ export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, c
     tensors: { train: tensorsOf(train, 'train', code), eval: tensorsOf(evalG, 'eval', code) },
     casts,
     fp8: (train.meta.fp8 as Fp8Tensor[] | undefined) ?? [],
-    memory: { byRole, gemmOperands: { bytes, f32Bytes } },
+    memory: { byRole, plan: code.memory, gemmOperands: { bytes, f32Bytes } },
   };
 }

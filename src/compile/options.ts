@@ -17,6 +17,8 @@ export interface CompileOptions {
   /** fp8 policy: the type of everything that is not an fp8 GEMM operand (default bf16). */
   fp8High?: 'bf16' | 'f16';
   target?: Partial<Target>;
+  /** false: one device allocation per buffer instead of the memory plan (default true). */
+  planMemory?: boolean;
 }
 
 export const FP8_DEFAULTS: Fp8Config = { scaling: 'delayed', amax: 'max', history: 16, margin: 0 };

@@ -311,17 +311,17 @@ const oneLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).spl
 
 /** Runs a compiled graph on WebGPU; returns the values asked for (all of them by default). */
 export async function runOnWebGpu(gpu: Gpu, g: Graph, feeds: Record<string, Tensor>, names?: string[]): Promise<Map<string, Tensor>> {
-  const code = generate({ main: g }, { f16: gpu.hasF16 });
+  const want = names ?? [...g.values.keys()];
+  const code = generate({ main: g }, { f16: gpu.hasF16 }, { keep: { main: want } });
   const map = code.bufferOf.main;
   const { device } = gpu;
   device.pushErrorScope('validation');
   let prog: GpuProgram | undefined;
   try {
-    prog = await GpuProgram.create(gpu, { buffers: code.buffers, kernels: code.kernels, schedules: code.schedules, files: code.files });
+    prog = await GpuProgram.create(gpu, code);
     for (const v of g.values.values()) if (v.init) prog.write(map[v.name], v.init.data);
     for (const name of g.inputs) prog.write(map[name], feeds[name].data);
     prog.run('main');
-    const want = names ?? [...g.values.keys()];
     const ts = await prog.read(want.map((n) => map[n]));
     // Views share a buffer with their root: give each value its own logical type.
     return new Map(want.map((n, i) => [n, { ...ts[i], dtype: g.values.get(n)!.dtype, shape: staticShape(g.values.get(n)!) }]));

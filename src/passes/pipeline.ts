@@ -12,6 +12,7 @@ import { insertCasts } from './insert-casts.js';
 import { lossScaling } from './loss-scaling.js';
 import { optimizer } from './optimizer.js';
 import { quantizeFp8 } from './quantize-fp8.js';
+import { recomputeCasts } from './recompute-casts.js';
 import type { Pass, PassCtx } from './pass.js';
 
 /** Training step: forward, loss, backward, optimizer, loss scaling. */
@@ -24,6 +25,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
   insertCasts,
   autodiff,
   quantizeFp8,
+  recomputeCasts,
   optimizer,
   lossScaling,
   emulateDtypes,

@@ -66,7 +66,7 @@ export async function gpuEngine(p: LoadedProgram): Promise<Engine> {
   const want = p.program.target.subgroupSize;
   if (want !== undefined && gpu.subgroupSize !== want)
     throw new InputError(`${p.dir}: compiled for subgroups of ${want}, but ${gpu.adapterName} has ${gpu.subgroupSize ?? 'no fixed subgroup size'}; recompile (--subgroup-size auto or off)`);
-  const prog = await GpuProgram.create(gpu, { buffers: p.program.buffers, kernels: p.program.kernels, schedules: p.program.schedules, files: p.files });
+  const prog = await GpuProgram.create(gpu, { ...p.program, files: p.files });
   for (const [name, t] of p.init) prog.write(prog.bufferIndex(name), t.data);
   const s = p.program.schedules;
   const xTrain = s.train.inputs[p.program.io.input];

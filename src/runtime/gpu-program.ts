@@ -1,5 +1,6 @@
-// A compiled program on a WebGPU device: its buffers, one pipeline per distinct kernel
-// file, one bind group per kernel, and schedules encoded as a single compute pass.
+// A compiled program on a WebGPU device: its allocations (the memory plan places every
+// logical buffer in one, at offset 0), one pipeline per distinct kernel file, one bind group
+// per kernel, and schedules encoded as a single compute pass.
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import type { ProgramBuffer, ProgramKernel, Schedule } from '../codegen/program.js';
 import { compileShader, type Gpu } from './device.js';
@@ -7,6 +8,8 @@ import { packValues, unpackValues } from './layout-io.js';
 
 export interface ProgramSpec {
   buffers: ProgramBuffer[];
+  /** Bytes of each device allocation; ProgramBuffer.alloc points into it. */
+  allocations: number[];
   kernels: ProgramKernel[];
   schedules: Record<string, Schedule>;
   /** WGSL text of each kernel file. */
@@ -17,7 +20,8 @@ export class GpuProgram {
   private constructor(
     readonly gpu: Gpu,
     readonly spec: ProgramSpec,
-    readonly buffers: GPUBuffer[],
+    /** Device allocations (several logical buffers may share one). */
+    readonly allocations: GPUBuffer[],
     private readonly pipelines: GPUComputePipeline[],
     private readonly bindGroups: GPUBindGroup[],
   ) {}
@@ -29,8 +33,9 @@ export class GpuProgram {
       throw new Error(`this program stores f16 natively, but the adapter (${gpu.adapterName}) lacks shader-f16: recompile with --f16-storage packed`);
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
-    const buffers = spec.buffers.map((b) =>
-      device.createBuffer({ label: b.name, size: b.bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }),
+    const label = (a: number) => spec.buffers.find((b) => b.alloc === a)?.name ?? `alloc ${a}`;
+    const allocations = spec.allocations.map((bytes, a) =>
+      device.createBuffer({ label: label(a), size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }),
     );
     const byFile = new Map<string, GPUComputePipeline>();
     for (const [file, wgsl] of spec.files) {
@@ -42,17 +47,17 @@ export class GpuProgram {
       device.createBindGroup({
         label: k.name,
         layout: pipelines[i].getBindGroupLayout(0),
-        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: buffers[b.buffer] } })),
+        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: allocations[spec.buffers[b.buffer].alloc], offset: 0, size: spec.buffers[b.buffer].bytes } })),
       }),
     );
     const oom = await device.popErrorScope();
     const validation = await device.popErrorScope();
     const err = validation ?? oom;
     if (err) {
-      for (const b of buffers) b.destroy();
+      for (const b of allocations) b.destroy();
       throw new Error(`WebGPU error while loading the program: ${err.message}`);
     }
-    return new GpuProgram(gpu, spec, buffers, pipelines, bindGroups);
+    return new GpuProgram(gpu, spec, allocations, pipelines, bindGroups);
   }
 
   bufferIndex(name: string): number {
@@ -67,7 +72,7 @@ export class GpuProgram {
     const n = sizeOf(b.shape);
     if (values.length !== n) throw new Error(`buffer '${b.name}' holds ${n} values, got ${values.length}`);
     const bytes = packValues(b.dtype, b.layout, values, b.bytes);
-    this.gpu.device.queue.writeBuffer(this.buffers[buffer], 0, bytes);
+    this.gpu.device.queue.writeBuffer(this.allocations[b.alloc], 0, bytes);
   }
 
   /** Encodes every kernel of a schedule, `times` over, in one compute pass, and submits. */
@@ -87,13 +92,23 @@ export class GpuProgram {
     this.gpu.device.queue.submit([enc.finish()]);
   }
 
+  /** Records the given kernels (indices into spec.kernels) into an open compute pass: for the profiler. */
+  encode(pass: GPUComputePassEncoder, kernels: readonly number[]): void {
+    for (const k of kernels) {
+      pass.setPipeline(this.pipelines[k]);
+      pass.setBindGroup(0, this.bindGroups[k]);
+      const d = this.spec.kernels[k].dispatch;
+      pass.dispatchWorkgroups(d[0], d[1], d[2]);
+    }
+  }
+
   /** Reads buffers back (one submission for all of them). */
   async read(buffers: number[]): Promise<Tensor[]> {
     const { device } = this.gpu;
     const enc = device.createCommandEncoder();
     const staging = buffers.map((i) => {
       const s = device.createBuffer({ size: this.spec.buffers[i].bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      enc.copyBufferToBuffer(this.buffers[i], 0, s, 0, this.spec.buffers[i].bytes);
+      enc.copyBufferToBuffer(this.allocations[this.spec.buffers[i].alloc], 0, s, 0, this.spec.buffers[i].bytes);
       return s;
     });
     device.queue.submit([enc.finish()]);
@@ -115,6 +130,6 @@ export class GpuProgram {
   }
 
   destroy(): void {
-    for (const b of this.buffers) b.destroy();
+    for (const b of this.allocations) b.destroy();
   }
 }

@@ -14,8 +14,8 @@ export async function runOnce(g: Graph, feeds: Record<string, Tensor>, want: str
     return new Map(want.map((n) => [n, env.get(n)!]));
   }
   const gpu = await getGpu({ f16: target.f16 });
-  const code = generate({ main: g }, { ...target, subgroupSize: target.subgroupSize === gpu.subgroupSize ? target.subgroupSize : undefined });
-  const prog = await GpuProgram.create(gpu, { buffers: code.buffers, kernels: code.kernels, schedules: code.schedules, files: code.files });
+  const code = generate({ main: g }, { ...target, subgroupSize: target.subgroupSize === gpu.subgroupSize ? target.subgroupSize : undefined }, { keep: { main: want } });
+  const prog = await GpuProgram.create(gpu, code);
   try {
     const buf = code.bufferOf.main;
     for (const v of g.values.values()) if (v.init) prog.write(buf[v.name], v.init.data);
