@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
 import { gradCommand, runCommand } from './run-grad.js';
 import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
+import { addProfileOptions, profileAction, type ProfileCliOpts } from './profile-command.js';
 
 interface CompileCliOpts {
   policy: string;
@@ -199,6 +200,10 @@ export function buildCli(): Command {
     run((dir: string, o: TrainCliOpts) => trainAction(dir, o)),
   );
 
+  addProfileOptions(sub('profile').description('time every kernel of a compiled program on the WebGPU device').argument('<dir>', 'output folder of mpc compile')).action(
+    run((dir: string, o: ProfileCliOpts) => profileAction(dir, o)),
+  );
+
   const backend = () => new Option('--backend <name>', 'where to run').choices(['webgpu', 'cpu']).default('webgpu');
   // --batch defaults to the input's first dimension for run and grad.
   const batchGiven = (cmd: Command) => cmd.getOptionValueSource('batch') === 'cli';
@@ -241,7 +246,7 @@ export function buildCli(): Command {
 export async function main(argv: string[]): Promise<void> {
   if (argv.length <= 2) {
     // commander would print the whole help on stderr; a usage error is one line.
-    process.stderr.write(`mpc: no command given (compile, inspect, train, run or grad); see 'mpc --help'\n`);
+    process.stderr.write(`mpc: no command given (compile, inspect, train, profile, run or grad); see 'mpc --help'\n`);
     process.exitCode = EXIT_USAGE;
     return;
   }

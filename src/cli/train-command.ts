@@ -1,6 +1,8 @@
 // The `train` options and action, shared by `mpc train` and the generated train.mjs.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { train } from '../runtime/train.js';
+import { formatProfile, profileDir } from '../runtime/profile.js';
+import { InputError } from '../onnx/import.js';
 import { createProgress } from './progress.js';
 
 export function positiveInt(v: string): number {
@@ -29,6 +31,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--fp8-stats', 'with --json: each fp8 tensor\'s amax, scale, saturated and flushed fractions at every log step')
     .option('--checkpoint <file>', 'write parameters and all training state (optimizer, loss scale, fp8 scaling) at the end')
     .option('--resume <file>', 'start from a checkpoint written by --checkpoint')
+    .option('--profile', 'after training, time every kernel of the train schedule on a fresh copy of the program (as mpc profile <dir>; with --json the table goes to stderr and the JSON gets "profile")')
     .option('--json', 'print a JSON summary as the last line of stdout')
     .option('--quiet', 'no progress display');
 }
@@ -48,9 +51,11 @@ export interface TrainCliOpts {
   logEvery: number;
   json?: boolean;
   quiet?: boolean;
+  profile?: boolean;
 }
 
 export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
+  if (o.profile && o.backend !== 'webgpu') throw new InputError('--profile times WebGPU kernels: it needs --backend webgpu');
   const progress = createProgress({ quiet: o.quiet });
   const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery, fp8Stats: o.fp8Stats, checkpoint: o.checkpoint, resume: o.resume }, progress);
   const lines = [
@@ -61,8 +66,10 @@ export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
       (s.final_loss_scale !== null ? `  loss scale ${s.final_loss_scale}, ${s.skipped_steps} skipped steps` : ''),
     `weights: ${s.weights}` + (s.checkpoint ? `  checkpoint: ${s.checkpoint}` : ''),
   ];
+  const profile = o.profile ? await profileDir(dir, { schedule: 'train' }) : undefined;
+  if (profile) lines.push('', formatProfile(profile).trimEnd());
   if (o.json) {
     process.stderr.write(lines.join('\n') + '\n');
-    process.stdout.write(JSON.stringify(s) + '\n');
+    process.stdout.write(JSON.stringify(profile ? { ...s, profile } : s) + '\n');
   } else process.stdout.write(lines.join('\n') + '\n');
 }

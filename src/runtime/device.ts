@@ -101,6 +101,7 @@ async function openGpu(wantF16: boolean): Promise<Gpu> {
   const features: GPUFeatureName[] = [];
   if (hasF16) features.push('shader-f16');
   if (fixedSubgroup) features.push('subgroups');
+  if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
   const requiredLimits: Record<string, number> = {};
   const limits = {} as GpuLimits;
   for (const name of LIMIT_NAMES) {
