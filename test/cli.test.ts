@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROGRAM_FORMAT, PROGRAM_VERSION } from '../src/compile/compile.js';
 import { saveNpy } from '../src/data/npy.js';
 import { hasOp } from '../src/ops/table.js';
 
@@ -461,7 +462,7 @@ describe.concurrent('train: bad input', () => {
     ['no init.safetensors', (d) => rmSync(join(d, 'init.safetensors')), /damaged mpc output folder/],
     ['a broken program.json', (d) => writeFileSync(join(d, 'program.json'), '{'), /program\.json: unreadable/],
     ['a program.json of another version', (d) => writeFileSync(join(d, 'program.json'), '{"format": "mpc-program", "version": 999}'), /recompile it/],
-    ['a program.json missing its fields', (d) => writeFileSync(join(d, 'program.json'), '{"format": "mpc-program", "version": 1}'), /damaged mpc output folder/],
+    ['a program.json missing its fields', (d) => writeFileSync(join(d, 'program.json'), JSON.stringify({ format: PROGRAM_FORMAT, version: PROGRAM_VERSION })), /damaged mpc output folder/],
     ['a kernel file missing', (d) => rmSync(join(d, 'kernels'), { recursive: true }), /kernel file kernels\/.* is missing/],
   ])('a damaged mpc output: %s', async (_, damage, message) => {
     const d = await compiled(join(BAD, 'linear4.onnx'), tempDir());
