@@ -152,13 +152,24 @@ export function freshName(g: Graph, base: string): string {
   }
 }
 
+/**
+ * The node names of a node list, kept while the list only grows through freshNodeName's
+ * callers (one node added per name handed out); any other change of its length rebuilds it.
+ * Without it, adding N nodes one by one costs O(N^2).
+ */
+const nodeNames = new WeakMap<Node[], { length: number; names: Set<string> }>();
+
 export function freshNodeName(g: Graph, base: string): string {
-  const used = new Set(g.nodes.map((n) => n.name));
-  if (!used.has(base)) return base;
-  for (let i = 1; ; i++) {
-    const n = `${base}_${i}`;
-    if (!used.has(n)) return n;
+  let cache = nodeNames.get(g.nodes);
+  if (!cache || cache.length !== g.nodes.length) {
+    cache = { length: g.nodes.length, names: new Set(g.nodes.map((n) => n.name)) };
+    nodeNames.set(g.nodes, cache);
   }
+  let name = base;
+  for (let i = 1; cache.names.has(name); i++) name = `${base}_${i}`;
+  cache.names.add(name);
+  cache.length++;
+  return name;
 }
 
 /** Nodes that (transitively) feed the given outputs; the rest are dead. */

@@ -62,6 +62,7 @@ export function unaryOp(s: UnarySpec): OpRow {
     domain: s.domain ?? '',
     opsets: [6, 22],
     precision: s.precision ?? 'follow',
+    kind: 'elementwise',
     arity: [1, 1],
     outputs: 1,
     infer: (_n, [x]) => [{ dtype: x.dtype, shape: [...x.shape] }],
@@ -114,6 +115,7 @@ export function binaryOp(s: BinarySpec): OpRow {
     domain: s.domain ?? '',
     opsets: [7, 22],
     precision: s.precision ?? 'follow',
+    kind: 'elementwise',
     arity: [2, 2],
     outputs: 1,
     infer: (n, ins) => {

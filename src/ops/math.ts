@@ -335,6 +335,7 @@ function mapRow(s: MapSpec): OpRow {
     domain: s.domain ?? (s.op.startsWith('mpc.') ? 'mpc' : ''),
     opsets: s.opsets,
     precision: s.precision,
+    kind: 'elementwise',
     dataInputs: s.dataInputs,
     arity: [s.arity, s.arity],
     outputs: 1,

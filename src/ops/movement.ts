@@ -71,6 +71,7 @@ export const movementOps: OpRow[] = [
     domain: '',
     opsets: [1, 22],
     precision: 'follow',
+    kind: 'movement',
     arity: [1, 1],
     outputs: 1,
     infer: (n, [x]) => {

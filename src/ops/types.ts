@@ -44,6 +44,13 @@ export interface OpRow {
   opsets?: [number, number];
   precision: PrecisionClass;
   /**
+   * What the op's cost is like: 'elementwise' (each output element is a function of the input
+   * elements at its broadcast index) or 'movement' (a permutation/selection of input elements).
+   * Such values are cheap to recompute: the rematerialize pass recomputes them for the backward
+   * pass instead of keeping them alive. Absent: anything else (GEMMs, reductions...).
+   */
+  kind?: 'elementwise' | 'movement';
+  /**
    * Inputs that carry floating-point data and take part in precision decisions; the rest
    * (shapes, indices, labels, scaling state) keep their dtype. Default: every input.
    */

@@ -88,7 +88,8 @@ export const autodiff: Pass = {
     const live = liveNodes(g, [...g.outputs, ...Object.values(out)]);
     const fwd = new Set(forward);
     g.nodes = g.nodes.filter((n) => fwd.has(n) || live.has(n));
-    for (const [name, v] of [...g.values]) if (v.role === 'activation' && !g.nodes.some((n) => n.outputs.includes(name))) g.values.delete(name);
+    const produced = new Set(g.nodes.flatMap((n) => n.outputs));
+    for (const [name, v] of [...g.values]) if (v.role === 'activation' && !produced.has(name)) g.values.delete(name);
     const meta: GradMeta = { seed, params: out };
     g.meta.grads = meta;
     return g;

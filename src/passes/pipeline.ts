@@ -12,7 +12,7 @@ import { insertCasts } from './insert-casts.js';
 import { lossScaling } from './loss-scaling.js';
 import { optimizer } from './optimizer.js';
 import { quantizeFp8 } from './quantize-fp8.js';
-import { recomputeCasts } from './recompute-casts.js';
+import { rematerialize } from './rematerialize.js';
 import type { Pass, PassCtx } from './pass.js';
 
 /** Training step: forward, loss, backward, optimizer, loss scaling. */
@@ -25,7 +25,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
   insertCasts,
   autodiff,
   quantizeFp8,
-  recomputeCasts,
+  rematerialize,
   optimizer,
   lossScaling,
   emulateDtypes,

@@ -1,0 +1,128 @@
+// Rematerialization: recompute cheap values in the backward pass instead of keeping them alive.
+//
+// Whatever a gradient node reads from the forward pass stays in device memory from its
+// producer to that gradient node: these are the activations saved for the backward pass. A
+// value whose op is cheap (its row's kind is 'elementwise' or 'movement') and whose inputs are
+// kept anyway — parameters, constants, the step's inputs, or values the backward pass reads
+// itself — is recomputed right before its first gradient reader instead, so it dies with its
+// last forward use. Chains of such values are recomputed whole (GELU's Div/Erf/Add/Mul from its
+// input, a transposed weight from the weight, an f16 weight copy from the f32 master).
+//
+// A widening cast (f16 → f32, exact) is always recomputed: the backward pass then keeps the
+// low-precision input, at half the bytes, instead of its f32 twin.
+//
+// Recomputing runs the same kernel on the same inputs, so the results are bit-identical.
+import { info, isFloat, type DType } from '../ir/dtypes.js';
+import type { Graph, Node } from '../ir/graph.js';
+import { opRow } from '../ops/table.js';
+import type { Pass } from './pass.js';
+
+/** Longest chain of ops recomputed for one saved value. */
+const MAX_DEPTH = 8;
+
+/** A Cast whose every input value is exactly representable in its output type. */
+function isExactWidening(g: Graph, n: Node): boolean {
+  if (n.op !== 'Cast') return false;
+  const from = g.values.get(n.inputs[0])!.dtype;
+  const to = g.values.get(n.outputs[0])!.dtype;
+  if (from === to || !isFloat(from) || !isFloat(to)) return false;
+  const a = info(from as DType);
+  const b = info(to as DType);
+  return a.kind === 'float' && b.kind === 'float' && b.expBits >= a.expBits && b.mantBits >= a.mantBits;
+}
+
+function cheap(n: Node): boolean {
+  const row = opRow(n.op);
+  return row.kind !== undefined && !row.alias && n.outputs.length === 1;
+}
+
+/** The first node of the backward pass, and the forward producers of values. */
+function split(g: Graph): { first: number; fwd: Map<string, Node> } {
+  const first = g.nodes.findIndex((n) => n.phase === 'backward');
+  const fwd = new Map<string, Node>();
+  if (first >= 0) for (const n of g.nodes.slice(0, first)) for (const o of n.outputs) if (o) fwd.set(o, n);
+  return { first, fwd };
+}
+
+export const rematerialize: Pass = {
+  name: 'rematerialize',
+  doc: 'recompute cheap forward values (elementwise, transposes, widening casts) in the backward pass instead of keeping them alive',
+  run(g) {
+    const { first, fwd } = split(g);
+    if (first < 0) return g;
+    const outputs = new Set(g.outputs);
+    const bwdReads = new Set<string>();
+    for (const n of g.nodes.slice(first)) for (const i of n.inputs) if (i) bwdReads.add(i);
+    const kept = (v: string) => g.values.get(v)!.role !== 'activation' || outputs.has(v) || !fwd.has(v);
+    // A widening cast is recomputed from its input, which the backward pass thereby reads.
+    for (const v of [...bwdReads]) {
+      const n = fwd.get(v);
+      if (n && !kept(v) && isExactWidening(g, n)) bwdReads.add(n.inputs[0]);
+    }
+
+    // Everything the backward pass reads is available to it: saved, or recomputed in its turn.
+    // A cheap value is recomputable when its inputs are available or recomputable (up to
+    // MAX_DEPTH ops deep); a widening cast always is (its input is kept instead).
+    const memo = new Map<string, boolean>();
+    const can = (v: string, depth: number): boolean => {
+      if (kept(v) || bwdReads.has(v)) return true;
+      const n = fwd.get(v)!;
+      if (!cheap(n) || depth > MAX_DEPTH) return false;
+      let ok = memo.get(v);
+      if (ok === undefined) {
+        ok = n.inputs.every((i) => !i || can(i, depth + 1));
+        memo.set(v, ok);
+      }
+      return ok;
+    };
+    const recomputable = (v: string) => {
+      const n = fwd.get(v)!;
+      return isExactWidening(g, n) || n.inputs.every((i) => !i || can(i, 1));
+    };
+    const recomputed = new Set([...bwdReads].filter((v) => !kept(v) && cheap(fwd.get(v)!) && recomputable(v)));
+    if (!recomputed.size) return g;
+
+    const nodeNames = new Set(g.nodes.map((n) => n.name));
+    const fresh = (base: string, taken: (s: string) => boolean) => {
+      let s = base;
+      for (let i = 1; taken(s); i++) s = `${base}_${i}`;
+      return s;
+    };
+    const copies = new Map<string, string>(); // forward value -> its recomputed copy
+    const before = new Map<Node, Node[]>(); // gradient node -> nodes recomputed right before it
+    // The value to read in the backward pass instead of `v` (recomputing it if it is cheap and
+    // its inputs allow; else `v` itself, which is then kept).
+    const materialize = (v: string, at: Node): string => {
+      const done = copies.get(v);
+      if (done) return done;
+      if (kept(v) || (bwdReads.has(v) && !recomputed.has(v))) return v;
+      const n = fwd.get(v)!;
+      if (!recomputed.has(v) && !(cheap(n) && can(v, 1))) return v;
+      const inputs = n.inputs.map((i) => (i ? materialize(i, at) : i));
+      const out = fresh(`${v}.remat`, (s) => g.values.has(s));
+      g.values.set(out, { ...g.values.get(v)!, name: out });
+      const name = fresh(`${n.name}.remat`, (s) => nodeNames.has(s));
+      nodeNames.add(name);
+      const copy: Node = { ...n, name, inputs, outputs: [out], attrs: { ...n.attrs }, phase: 'backward', prec: n.prec && { ...n.prec, reason: `${n.prec.reason ?? n.prec.cls}; recomputed for the backward pass` } };
+      const list = before.get(at);
+      if (list) list.push(copy);
+      else before.set(at, [copy]);
+      copies.set(v, out);
+      return out;
+    };
+    for (const n of g.nodes.slice(first)) n.inputs = n.inputs.map((i) => (i && recomputed.has(i) ? materialize(i, n) : i));
+    g.nodes = g.nodes.flatMap((n) => [...(before.get(n) ?? []), n]);
+    return g;
+  },
+  check: (g) => {
+    const { first, fwd } = split(g);
+    if (first < 0) return [];
+    const errs: string[] = [];
+    for (const n of g.nodes.slice(first))
+      for (const v of n.inputs) {
+        const p = v ? fwd.get(v) : undefined;
+        if (p && isExactWidening(g, p) && !g.outputs.includes(v)) errs.push(`gradient node '${n.name}' reads '${v}', the f32 twin of a low-precision value`);
+      }
+    return errs;
+  },
+};
