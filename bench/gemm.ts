@@ -28,7 +28,7 @@ interface Prepared extends Contender {
   output: () => Promise<Float32Array>;
 }
 
-function randomValues(n: number, seed: number): Float32Array {
+export function randomValues(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
   const v = new Float32Array(n);
   for (let i = 0; i < n; i++) {
@@ -66,14 +66,14 @@ function spotCheck(p: Problem, got: Float32Array, outDtype: FloatDType): { ok: b
   return { ok: worst <= 1, worst };
 }
 
-function storageBuffer(device: GPUDevice, data: Uint8Array<ArrayBuffer> | number): GPUBuffer {
+export function storageBuffer(device: GPUDevice, data: Uint8Array<ArrayBuffer> | number): GPUBuffer {
   const size = typeof data === 'number' ? data : data.byteLength;
   const buffer = device.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
   if (typeof data !== 'number') device.queue.writeBuffer(buffer, 0, data);
   return buffer;
 }
 
-async function readBack(device: GPUDevice, buffer: GPUBuffer): Promise<Uint8Array> {
+export async function readBack(device: GPUDevice, buffer: GPUBuffer): Promise<Uint8Array> {
   const staging = device.createBuffer({ size: buffer.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   await submitAndWait(device, (e) => e.copyBufferToBuffer(buffer, 0, staging, 0, buffer.size));
   await staging.mapAsync(GPUMapMode.READ);

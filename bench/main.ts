@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { registeredSections, type BenchRow, type BenchValue } from './registry.js';
 import './gemm.js';
 import './train.js';
+import './gpt.js';
 
 export { registerSection } from './registry.js';
 
