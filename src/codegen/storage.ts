@@ -214,3 +214,55 @@ export function mapKernel(
   }
   return w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)) });
 }
+
+/** Rows of a tensor along one axis: `outer` blocks of `len` elements at stride `inner`. */
+export interface RowShape {
+  outer: number;
+  len: number;
+  inner: number;
+}
+
+/**
+ * Row kernels (Softmax, LayerNorm and their gradients): each row's statistics are computed
+ * once and every element of the row is written from them. `prologue` is WGSL that sees `row`
+ * (the row's number) and `base` (the flat index of its first element) and defines what the
+ * elements need; `element(c)` is the f32 value at position `c` (a u32 expression) along the
+ * row; elements sit at `base + c * inner`.
+ *
+ * One invocation handles a whole row, so the statistics cost O(len) per row rather than per
+ * element. Where rows would share words of a packed output (a strided row, or a length that is
+ * not a multiple of the words' lanes), it falls back to one invocation per element, each
+ * running the prologue of its row: the same WGSL statements, so the same results.
+ */
+export function rowKernel(
+  w: KernelWriter,
+  opts: { out: string; outDtype: DType; rows: RowShape; prologue: string; element: (c: string) => string },
+): Kernel {
+  const { outer, len, inner } = opts.rows;
+  const out = w.bind(opts.out, opts.outDtype, 'read_write');
+  const pw = w.layout(out).perWord;
+  if (pw > 1 && (inner !== 1 || len % pw !== 0)) {
+    const compute = [
+      `let row = (i / ${len * inner}u) * ${inner}u + i % ${inner}u;`,
+      `let base = (i / ${len * inner}u) * ${len * inner}u + i % ${inner}u;`,
+      opts.prologue,
+      `return ${opts.element(`((i / ${inner}u) % ${len}u)`)};`,
+    ].join('\n');
+    return mapKernel(w, { out: opts.out, outDtype: opts.outDtype, count: outer * len * inner, compute });
+  }
+  const rows = outer * inner;
+  const store =
+    pw === 1
+      ? w.store(out, `base + c * ${inner}u`, opts.element('c'))
+      : w.storeWord(out, `(base + c) / ${pw}u`, Array.from({ length: pw }, (_, k) => opts.element(`(c + ${k}u)`)));
+  const body = [
+    `let row = flat;`,
+    `if (row >= ${rows}u) { return; }`,
+    `let base = (row / ${inner}u) * ${len * inner}u + row % ${inner}u;`,
+    opts.prologue,
+    `for (var c = 0u; c < ${len}u; c += ${pw}u) {`,
+    `  ${store}`,
+    `}`,
+  ].join('\n');
+  return w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(rows / MAP_WORKGROUP)) });
+}

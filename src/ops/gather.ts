@@ -14,7 +14,8 @@
 import { isFloat } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { f32Lit, mapKernel, u32Lit } from '../codegen/storage.js';
+import { f32Lit, MAP_WORKGROUP, mapKernel, u32Lit } from '../codegen/storage.js';
+import { dispatch1d } from '../codegen/kernel.js';
 import { coordExpr, emptyLike, normAxis, type FoldHooks } from './shape.js';
 import { attrFloat, attrInt, attrInts, type ValueType } from './types.js';
 
@@ -204,6 +205,29 @@ export const gatherOps: FoldHooks[] = [
       const d = gatherDims(n, yt.shape, it.shape);
       const dy = w.bind(n.inputs[0], dyt.dtype, 'read');
       const idx = w.bind(n.inputs[1], it.dtype, 'read');
+      if (w.layout(w.bind(n.outputs[0], yt.dtype, 'read_write')).elem === 'f32') {
+        // One invocation per data row (o, j): scan the indices once and add each matching dy
+        // row into the output row, which only this invocation writes. The sums run in index
+        // order in f32, as in the per-element form below, so the results are the same.
+        const out = w.bind(n.outputs[0], yt.dtype, 'read_write');
+        const rows = d.outer * d.dim;
+        const body = [
+          `let row = flat;`,
+          `if (row >= ${rows}u) { return; }`,
+          `let o = row / ${d.dim}u;`,
+          `let j = i32(row % ${d.dim}u);`,
+          `let ob = row * ${d.inner}u;`,
+          `for (var r = 0u; r < ${d.inner}u; r++) { ${out}[ob + r] = 0.0; }`,
+          `for (var k = 0u; k < ${d.count}u; k++) {`,
+          `  var v = ${w.load(idx, 'k')};`,
+          `  if (v < 0) { v += ${d.dim}; }`,
+          `  if (v != j) { continue; }`,
+          `  let src = (o * ${d.count}u + k) * ${d.inner}u;`,
+          `  for (var r = 0u; r < ${d.inner}u; r++) { ${out}[ob + r] = ${out}[ob + r] + ${w.load(dy, 'src + r')}; }`,
+          `}`,
+        ].join('\n');
+        return [w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(rows / MAP_WORKGROUP)) })];
+      }
       const compute = [
         `let r = ${d.inner === 1 ? '0u' : `i % ${d.inner}u`};`,
         `let j = i32(${coordExpr([d.outer, d.dim, d.inner], 1, 'i')});`,

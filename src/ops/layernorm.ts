@@ -7,7 +7,7 @@
 import { isFloat, type DType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { broadcastShapes, broadcastStrides, sizeOf, type Tensor } from '../ir/tensor.js';
-import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
+import { f32Lit, mapKernel, rowKernel, type KernelWriter } from '../codegen/storage.js';
 import { broadcastIndex } from '../codegen/index-math.js';
 import { attrFloat, attrInt, attrString, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
@@ -161,15 +161,15 @@ export const layerNormOps: OpRow[] = [
       if (y) {
         const w = ctx.writer('y');
         const x = w.bind(n.inputs[0], xt.dtype, 'read');
-        const param = (k: number) => {
+        const param = (k: number, c: string) => {
           const name = n.inputs[k];
           if (!name) return '0.0';
           const t = ctx.type(name);
-          return w.load(w.bind(name, t.dtype, 'read'), broadcastIndex(d.normShape, t.shape, `(i % ${d.D}u)`));
+          return w.load(w.bind(name, t.dtype, 'read'), broadcastIndex(d.normShape, t.shape, c));
         };
         const st = wgslStats(w, x, d, eps);
-        const compute = `let st = ${st}(i / ${d.D}u);\nreturn (${w.load(x, 'i')} - st.x) * st.y * ${param(1)} + ${param(2)};`;
-        kernels.push(mapKernel(w, { out: y, outDtype: ctx.type(y).dtype, count: sizeOf(xt.shape), compute }));
+        const element = (c: string) => `(${w.load(x, `base + ${c}`)} - st.x) * st.y * ${param(1, c)} + ${param(2, c)}`;
+        kernels.push(rowKernel(w, { out: y, outDtype: ctx.type(y).dtype, rows: { outer: d.rows, len: d.D, inner: 1 }, prologue: `let st = ${st}(row);`, element }));
       }
       for (const [out, comp, suffix] of [[mean, 'x', 'mean'], [inv, 'y', 'invstd']] as const)
         if (out) kernels.push(statKernel(ctx, n.inputs[0], out, d, eps, comp, suffix));
@@ -244,21 +244,19 @@ export const layerNormOps: OpRow[] = [
       const d = lnDims(n, xt.shape);
       const [dy, x, scale, mean, inv] = n.inputs.map((v) => w.bind(v, ctx.type(v).dtype, 'read'));
       const sIdx = (p: string) => broadcastIndex(d.normShape, st.shape, p);
-      const compute = `let row = i / ${d.D}u;
-let off = row * ${d.D}u;
-let m = ${w.load(mean, 'row')};
+      const prologue = `let m = ${w.load(mean, 'row')};
 let inv_s = ${w.load(inv, 'row')};
 var sg = 0.0;
 var sgx = 0.0;
 for (var p = 0u; p < ${d.D}u; p++) {
-  let g = ${w.load(dy, 'off + p')} * ${w.load(scale, sIdx('p'))};
+  let g = ${w.load(dy, 'base + p')} * ${w.load(scale, sIdx('p'))};
   sg += g;
-  sgx += g * ((${w.load(x, 'off + p')} - m) * inv_s);
-}
-let xh = (${w.load(x, 'i')} - m) * inv_s;
-let g = ${w.load(dy, 'i')} * ${w.load(scale, sIdx(`(i - off)`))};
-return inv_s * (g - sg / ${f32Lit(d.D)} - xh * sgx / ${f32Lit(d.D)});`;
-      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
+  sgx += g * ((${w.load(x, 'base + p')} - m) * inv_s);
+}`;
+      // inv_s (g - sg/D - xhat sgx/D), with xhat = (x - m) inv_s and g = dy scale at c.
+      const element = (c: string) =>
+        `inv_s * (${w.load(dy, `base + ${c}`)} * ${w.load(scale, sIdx(c))} - sg / ${f32Lit(d.D)} - ((${w.load(x, `base + ${c}`)} - m) * inv_s) * sgx / ${f32Lit(d.D)})`;
+      return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: { outer: d.rows, len: d.D, inner: 1 }, prologue, element })];
     },
   },
   {

@@ -2,24 +2,17 @@
 // to 2-D at `axis`, which these rows do not implement) and their gradient ops. Deny class.
 // Numerically stable: the row maximum is subtracted before exp.
 //
-// Kernel shape: one invocation per output element, each recomputing its row's max and sum.
-// That reads a row (C elements) twice per element, O(C^2) per row; fine for the class counts
-// and attention rows of the models here, and it keeps packed bf16 outputs (two elements per
-// word) within mapKernel's one-word-per-invocation rule. A row-per-workgroup kernel is the
-// next step when this shows up in profiles.
+// Kernel shape: a row kernel (codegen/storage.ts rowKernel): the row's max and sum once, then
+// every element of the row.
 import { isFloat } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
-import { mapKernel } from '../codegen/storage.js';
+import { rowKernel, type RowShape } from '../codegen/storage.js';
 import { wgslMath } from './math.js';
 import { attrInt, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
-interface Rows {
-  /** Elements before the axis, along it, and after it (the stride along the axis). */
-  outer: number;
-  len: number;
-  inner: number;
-}
+/** Elements before the axis, along it, and after it (the stride along the axis). */
+type Rows = RowShape;
 
 function rowsOf(n: Node, shape: number[]): Rows {
   const r = shape.length;
@@ -50,7 +43,6 @@ function rowStats(x: ArrayLike<number>, idx: number[]): { m: number; s: number }
 }
 
 /** WGSL: `base` of element i's row; the row's elements are base + c * inner. */
-const wgslRowBase = (r: Rows) => `let base = (i / ${r.len * r.inner}u) * ${r.len * r.inner}u + i % ${r.inner}u;`;
 
 function sameShapeFloat(n: Node, ins: ValueType[]): void {
   for (const t of ins) {
@@ -92,13 +84,12 @@ function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
       const exp = wgslMath(w, 'mpc_exp');
       const at = (c: string) => w.load(x, `base + ${c} * ${r.inner}u`);
-      const compute = `${wgslRowBase(r)}
-var m = ${at('0u')};
-for (var c = 1u; c < ${r.len}u; c++) { m = max(m, ${at('c')}); }
+      const prologue = `var m = ${at('0u')};
+for (var k = 1u; k < ${r.len}u; k++) { m = max(m, ${at('k')}); }
 var s = 0.0;
-for (var c = 0u; c < ${r.len}u; c++) { s += ${exp}(${at('c')} - m); }
-${log ? `return (${w.load(x, 'i')} - m) - ${wgslMath(w, 'mpc_log')}(s);` : `return ${exp}(${w.load(x, 'i')} - m) / s;`}`;
-      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
+for (var k = 0u; k < ${r.len}u; k++) { s += ${exp}(${at('k')} - m); }${log ? `\nlet log_s = ${wgslMath(w, 'mpc_log')}(s);` : ''}`;
+      const element = (c: string) => (log ? `(${at(c)} - m) - log_s` : `${exp}(${at(c)} - m) / s`);
+      return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: r, prologue, element })];
     },
   };
 }
@@ -136,16 +127,10 @@ function softmaxGradRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
       const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
       const y = w.bind(n.inputs[1], yt.dtype, 'read');
       const at = (b: string, c: string) => w.load(b, `base + ${c} * ${r.inner}u`);
-      const term = log ? at(dy, 'c') : `${at(dy, 'c')} * ${at(y, 'c')}`;
-      const compute = `${wgslRowBase(r)}
-var s = 0.0;
-for (var c = 0u; c < ${r.len}u; c++) { s += ${term}; }
-${
-  log
-    ? `return ${w.load(dy, 'i')} - ${wgslMath(w, 'mpc_exp')}(${w.load(y, 'i')}) * s;`
-    : `return ${w.load(y, 'i')} * (${w.load(dy, 'i')} - s);`
-}`;
-      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(yt.shape), compute })];
+      const term = log ? at(dy, 'k') : `${at(dy, 'k')} * ${at(y, 'k')}`;
+      const prologue = `var s = 0.0;\nfor (var k = 0u; k < ${r.len}u; k++) { s += ${term}; }`;
+      const element = (c: string) => (log ? `${at(dy, c)} - ${wgslMath(w, 'mpc_exp')}(${at(y, c)}) * s` : `${at(y, c)} * (${at(dy, c)} - s)`);
+      return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: r, prologue, element })];
     },
   };
 }
