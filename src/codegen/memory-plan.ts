@@ -33,7 +33,7 @@ export interface Lifetime {
 export interface MemoryPlan {
   /** Bytes of each device allocation. */
   allocations: number[];
-  /** Allocation index of each program buffer. */
+  /** Allocation index of each program buffer; -1 for an activation no kernel touches (fused away). */
   allocOf: number[];
   /** Buffers that hold their contents across runs (never shared). */
   pinned: boolean[];
@@ -80,7 +80,8 @@ export function planMemory(
   opts: { share?: boolean } = {},
 ): MemoryPlan {
   const lives = lifetimes(kernels, schedules);
-  const pinned = buffers.map((b, i) => b.role !== 'activation' || keep.has(i) || !lives.has(i) || opts.share === false);
+  const unused = buffers.map((b, i) => b.role === 'activation' && !keep.has(i) && !lives.has(i));
+  const pinned = buffers.map((b, i) => !unused[i] && (b.role !== 'activation' || keep.has(i) || !lives.has(i) || opts.share === false));
   const allocOf = new Array<number>(buffers.length).fill(-1);
   const allocations: number[] = [];
   for (let i = 0; i < buffers.length; i++)
@@ -90,7 +91,7 @@ export function planMemory(
     }
   // Largest first, each into the smallest free allocation that holds it (best fit); an
   // allocation only ever receives buffers no larger than its first one, so it never grows.
-  const transient = buffers.map((_, i) => i).filter((i) => !pinned[i]);
+  const transient = buffers.map((_, i) => i).filter((i) => !pinned[i] && !unused[i]);
   transient.sort((a, b) => buffers[b].bytes - buffers[a].bytes || a - b);
   const occupants: number[][] = [];
   const shared: number[] = []; // allocation index of each shared slot
@@ -122,6 +123,7 @@ export function checkPlan(plan: MemoryPlan, buffers: PlanBuffer[], names?: (b: n
   const name = names ?? ((b: number) => `#${b}`);
   const byAlloc = new Map<number, number[]>();
   plan.allocOf.forEach((a, b) => {
+    if (a === -1 && !plan.pinned[b] && !plan.lifetimes.has(b) && buffers[b].role === 'activation') return; // never touched
     if (a < 0 || a >= plan.allocations.length) throw new Error(`memory plan: buffer ${name(b)} has no allocation`);
     if (plan.allocations[a] < buffers[b].bytes) throw new Error(`memory plan: buffer ${name(b)} (${buffers[b].bytes} B) exceeds its allocation (${plan.allocations[a]} B)`);
     const l = byAlloc.get(a);

@@ -14,6 +14,7 @@ import type { EmitCtx } from '../ops/types.js';
 import { dispatch1d, type Kernel, type Target } from './kernel.js';
 import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
 import { peakLive, planMemory } from './memory-plan.js';
+import { fusedKernel, planFusion } from './fuse.js';
 
 export interface ProgramBuffer {
   name: string;
@@ -75,6 +76,8 @@ export interface GenerateOptions {
   keep?: Record<string, string[]>;
   /** false: one allocation per buffer (no sharing), for comparisons and debugging. */
   share?: boolean;
+  /** false: one kernel per node (no elementwise fusion), for comparisons and debugging. */
+  fuse?: boolean;
 }
 
 class UnionFind {
@@ -165,9 +168,18 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       if (!val) throw new Error(`unknown value '${v}'`);
       return { dtype: val.dtype, shape: staticShape(val) };
     };
+    // Values that must reach memory: what the host reads or writes, and next step's state.
+    const pinned = new Set([...g.inputs, ...g.outputs, ...(opts.keep?.[gname] ?? []), ...g.updates.flatMap((u) => [u.state, u.next])]);
+    const fusion = opts.fuse === false ? undefined : planFusion(g, pinned);
     for (const n of g.nodes) {
       const row = opRow(n.op);
       if (row.alias?.view) continue; // a view: same buffer, no kernel
+      if (fusion?.absorbed.has(n)) continue; // computed in a later node's kernel
+      const chain = fusion?.groups.get(n);
+      if (chain) {
+        list.push(add(fusedKernel(g, chain, `${gname}.${n.name}.fused`, target), map, n.name));
+        continue;
+      }
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);
       let count = 0;
       const ctx: EmitCtx = {
@@ -196,7 +208,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
   const lists = Object.fromEntries(Object.entries(schedules).map(([k, s]) => [k, s.kernels]));
   const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share });
   buffers.forEach((b, i) => (b.alloc = plan.allocOf[i]));
-  const activationAllocs = new Set(buffers.filter((b) => b.role === 'activation').map((b) => b.alloc));
+  const activationAllocs = new Set(buffers.filter((b) => b.role === 'activation' && b.alloc >= 0).map((b) => b.alloc));
   const memory: MemoryReport = {
     activation: {
       planned: [...activationAllocs].reduce((s, a) => s + plan.allocations[a], 0),

@@ -19,6 +19,8 @@ export interface CompileOptions {
   target?: Partial<Target>;
   /** false: one device allocation per buffer instead of the memory plan (default true). */
   planMemory?: boolean;
+  /** false: one kernel per node instead of fusing elementwise chains (default true). */
+  fuse?: boolean;
 }
 
 export const FP8_DEFAULTS: Fp8Config = { scaling: 'delayed', amax: 'max', history: 16, margin: 0 };

@@ -46,6 +46,13 @@ function sumToInfer(n: Node, [x]: ValueType[]): ValueType[] {
 }
 
 /** Cast and CastLike: `target` gives the result type from the node and its input types. */
+/** Float to float: the value itself (the store rounds it); int to float; to bool; to int. */
+const castExpr: NonNullable<OpRow['expr']> = (_n, _w, [x], { dtype: to }) => (v) => {
+  if (isFloat(to)) return isFloat(x.dtype) ? v : `f32(${v})`;
+  if (to === 'bool') return `select(0, 1, ${v} != ${isFloat(x.dtype) ? '0.0' : '0'})`;
+  return isFloat(x.dtype) ? `i32(trunc(${v}))` : v;
+};
+
 function castRow(op: string, opsets: [number, number], arity: [number, number], target: (n: Node, types: ValueType[]) => DType): OpRow {
   return {
     op,
@@ -65,17 +72,14 @@ function castRow(op: string, opsets: [number, number], arity: [number, number], 
       if (!dy || !isFloat(src)) return [undefined, ...rest];
       return [ctx.emit('Cast', [dy], castAttrs(src))[0], ...rest];
     },
+    expr: castExpr,
     wgsl: (n, ctx) => {
       const w = ctx.writer();
       const xt = ctx.type(n.inputs[0]);
-      const to = ctx.type(n.outputs[0]).dtype;
+      const out = ctx.type(n.outputs[0]);
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
-      const v = w.load(x, 'i');
-      let expr: string;
-      if (isFloat(to)) expr = isFloat(xt.dtype) ? v : `f32(${v})`;
-      else if (to === 'bool') expr = `select(0, 1, ${v} != ${isFloat(xt.dtype) ? '0.0' : '0'})`;
-      else expr = isFloat(xt.dtype) ? `i32(trunc(${v}))` : v;
-      return [mapKernel(w, { out: n.outputs[0], outDtype: to, count: sizeOf(xt.shape), compute: `return ${expr};` })];
+      const expr = castExpr(n, w, [xt], out)(w.load(x, 'i'));
+      return [mapKernel(w, { out: n.outputs[0], outDtype: out.dtype, count: sizeOf(xt.shape), compute: `return ${expr};` })];
     },
   };
 }

@@ -63,6 +63,7 @@ export function unaryOp(s: UnarySpec): OpRow {
     opsets: [6, 22],
     precision: s.precision ?? 'follow',
     kind: 'elementwise',
+    expr: () => s.wgsl,
     arity: [1, 1],
     outputs: 1,
     infer: (_n, [x]) => [{ dtype: x.dtype, shape: [...x.shape] }],
@@ -116,6 +117,7 @@ export function binaryOp(s: BinarySpec): OpRow {
     opsets: [7, 22],
     precision: s.precision ?? 'follow',
     kind: 'elementwise',
+    expr: () => s.wgsl,
     arity: [2, 2],
     outputs: 1,
     infer: (n, ins) => {

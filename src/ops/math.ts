@@ -336,6 +336,7 @@ function mapRow(s: MapSpec): OpRow {
     opsets: s.opsets,
     precision: s.precision,
     kind: 'elementwise',
+    expr: s.wgsl,
     dataInputs: s.dataInputs,
     arity: [s.arity, s.arity],
     outputs: 1,

@@ -51,6 +51,12 @@ export interface OpRow {
    */
   kind?: 'elementwise' | 'movement';
   /**
+   * Elementwise rows: the WGSL expression of one output element, from its operands' values
+   * (f32 expressions for floats, i32 for integers and bool, in input order) before rounding to
+   * the output dtype. The row's own kernel and fused kernels (codegen/fuse.ts) both render it.
+   */
+  expr?: (n: Node, w: KernelWriter, ins: ValueType[], out: ValueType) => (...xs: string[]) => string;
+  /**
    * Inputs that carry floating-point data and take part in precision decisions; the rest
    * (shapes, indices, labels, scaling state) keep their dtype. Default: every input.
    */

@@ -66,13 +66,20 @@ export class GpuProgram {
     return i;
   }
 
+  /** The device allocation of a buffer; fails for a value the program never stores (fused away). */
+  private allocation(buffer: number): GPUBuffer {
+    const b = this.spec.buffers[buffer];
+    if (b.alloc < 0) throw new Error(`'${b.name}' is never stored on the device (computed inside a fused kernel); compile with it kept to read it`);
+    return this.allocations[b.alloc];
+  }
+
   /** Writes logical values (converted to the buffer's layout). */
   write(buffer: number, values: ArrayLike<number>): void {
     const b = this.spec.buffers[buffer];
     const n = sizeOf(b.shape);
     if (values.length !== n) throw new Error(`buffer '${b.name}' holds ${n} values, got ${values.length}`);
     const bytes = packValues(b.dtype, b.layout, values, b.bytes);
-    this.gpu.device.queue.writeBuffer(this.allocations[b.alloc], 0, bytes);
+    this.gpu.device.queue.writeBuffer(this.allocation(buffer), 0, bytes);
   }
 
   /** Encodes every kernel of a schedule, `times` over, in one compute pass, and submits. */
@@ -108,7 +115,7 @@ export class GpuProgram {
     const enc = device.createCommandEncoder();
     const staging = buffers.map((i) => {
       const s = device.createBuffer({ size: this.spec.buffers[i].bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      enc.copyBufferToBuffer(this.allocations[this.spec.buffers[i].alloc], 0, s, 0, this.spec.buffers[i].bytes);
+      enc.copyBufferToBuffer(this.allocation(i), 0, s, 0, this.spec.buffers[i].bytes);
       return s;
     });
     device.queue.submit([enc.finish()]);
