@@ -9,6 +9,7 @@ import { emulateDtypes } from './emulate-dtypes.js';
 import { foldConstants, foldConstantsEval } from './fold-constants.js';
 import { inferTypes } from './infer-types.js';
 import { insertCasts } from './insert-casts.js';
+import { linearToGemm } from './linear-to-gemm.js';
 import { lossScaling } from './loss-scaling.js';
 import { optimizer } from './optimizer.js';
 import { quantizeFp8 } from './quantize-fp8.js';
@@ -20,6 +21,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
   bindDims,
   foldConstants,
   inferTypes,
+  linearToGemm,
   addLoss,
   assignPrecision,
   insertCasts,
@@ -32,7 +34,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
 ];
 
 /** Inference: the forward graph in the same precision. */
-export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, inferTypes, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, inferTypes, linearToGemm, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
 
 export class PostConditionError extends Error {}
 

@@ -2,7 +2,7 @@
 //
 // Whatever a gradient node reads from the forward pass stays in device memory from its
 // producer to that gradient node: these are the activations saved for the backward pass. A
-// value whose op is cheap (its row's kind is 'elementwise' or 'movement') and whose inputs are
+// value whose op is cheap (its row's kind is 'elementwise' or 'movement', or a view) and whose inputs are
 // kept anyway — parameters, constants, the step's inputs, or values the backward pass reads
 // itself — is recomputed right before its first gradient reader instead, so it dies with its
 // last forward use. Chains of such values are recomputed whole (GELU's Div/Erf/Add/Mul from its
@@ -31,9 +31,12 @@ function isExactWidening(g: Graph, n: Node): boolean {
   return a.kind === 'float' && b.kind === 'float' && b.expBits >= a.expBits && b.mantBits >= a.mantBits;
 }
 
+/** Elementwise and movement rows, and views (free: a recomputed view aliases its recomputed input). */
 function cheap(n: Node): boolean {
   const row = opRow(n.op);
-  return row.kind !== undefined && !row.alias && n.outputs.length === 1;
+  if (n.outputs.length !== 1) return false;
+  if (row.alias) return row.alias.view === true;
+  return row.kind !== undefined;
 }
 
 /** The first node of the backward pass, and the forward producers of values. */
