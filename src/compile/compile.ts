@@ -49,6 +49,8 @@ export interface ProgramFile {
   /** Buffer indices of training state the host reads or writes. */
   state: { hparams?: number; step?: number; lossScale?: number; skipped?: number; loss: number };
   files: { init: string; trainGraph: string; evalGraph: string };
+  /** Initial tensors that are all zeros (optimizer moments, zero biases): not stored in the init file. */
+  zeros?: string[];
   /** fp8 tensors of the training step and their scaling state (fp8 policy). */
   fp8?: Fp8Tensor[];
 }
@@ -106,7 +108,15 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   };
   const init = new Map<string, Tensor>();
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);
+  program.zeros = [...init].filter(([, t]) => allZeroBits(t)).map(([name]) => name);
   return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init };
+}
+
+/** Whether every element's bit pattern is zero (+0.0 or 0). */
+function allZeroBits(t: Tensor): boolean {
+  const words = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+  return true;
 }
 
 /** Passes whose failures are the model's fault (a dimension left open, inconsistent shapes). */
@@ -236,7 +246,8 @@ export function writeCompiled(outDir: string, c: Compiled): void {
     writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(c.manifest, null, 1) + '\n');
     writeFileSync(join(tmp, c.program.files.trainGraph), JSON.stringify(graphToJson(c.train)) + '\n');
     writeFileSync(join(tmp, c.program.files.evalGraph), JSON.stringify(graphToJson(c.eval)) + '\n');
-    writeFileSync(join(tmp, c.program.files.init), encodeTensors(c.init, { format: 'mpc-init' }));
+    const zeros = new Set(c.program.zeros ?? []);
+    writeFileSync(join(tmp, c.program.files.init), encodeTensors(new Map([...c.init].filter(([name]) => !zeros.has(name))), { format: 'mpc-init' }));
     writeFileSync(join(tmp, 'train.mjs'), trainScript(), { mode: 0o755 });
     for (const f of carried) copyFileSync(join(out, f), join(tmp, f));
     if (st) {

@@ -7,7 +7,7 @@ import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor } from './
 export function encodeTensors(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
   const out: Record<string, SafetensorsTensor> = {};
   for (const [name, t] of tensors) {
-    const data = new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+    const data = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     out[name] = { dtype: isFloat(t.dtype) ? 'F32' : 'I32', shape: [...t.shape], data };
   }
   return encodeSafetensors(out, metadata);

@@ -42,6 +42,13 @@ export function loadProgramDir(dir: string): LoadedProgram {
   }
   const dtypes = new Map(program.buffers.map((b) => [b.name, b.dtype]));
   const init = decodeTensors(readFileSync(join(dir, program.files.init)), join(dir, program.files.init), dtypes).tensors;
+  // Tensors compile left out of the file because they are all zeros.
+  for (const name of program.zeros ?? []) {
+    const b = program.buffers.find((x) => x.name === name);
+    if (!b) throw new InputError(`${pj}: zero-initialised '${name}' has no buffer; recompile it`);
+    const count = b.shape.reduce((a, d) => a * d, 1);
+    init.set(name, { dtype: b.dtype, shape: [...b.shape], data: isFloat(b.dtype) ? new Float32Array(count) : new Int32Array(count) });
+  }
   return { dir, program, files, init };
 }
 
