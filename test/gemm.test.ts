@@ -346,6 +346,17 @@ describe('gemm kernel, low-precision formats', () => {
     });
   }
 
+  it('fp8 B decoded a word at a time (transB with whole k-blocks, batched) matches the reference', async () => {
+    for (const dtypes of [{ a: 'f8e4m3fn', b: 'f8e4m3fn', out: 'bf16' }, { a: 'f8e5m2', b: 'f8e5m2', out: 'f8e4m3fn' }] as const)
+      for (const batch of [1, 3]) {
+        const where = `${dtypes.b} transB batch ${batch}`;
+        const g = await runCase({ M: 11, N: 12, K: 64, batch, dtypes, fill: 'grid', transB: true }, undefined, 5);
+        expectRounded(g, dtypes.out, 0, `${where} grid`);
+        const p = await runCase({ M: 11, N: 12, K: 64, batch, dtypes, fill: 'positive', transB: true }, undefined, 6);
+        expectRounded(p, dtypes.out, 1, `${where} random`);
+      }
+  });
+
   it('multiplies run-time scales (fp8 inverse scales) into alpha', async () => {
     const dtypes = { a: 'f8e4m3fn', b: 'f8e5m2', c: 'bf16', out: 'bf16' } as const;
     for (const variant of variants()) {

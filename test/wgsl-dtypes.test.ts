@@ -33,7 +33,9 @@ describe('helper emission', () => {
   });
 
   it('does no float arithmetic (only bitcasts between u32 and f32)', () => {
-    const all = emitWgslHelpers(wgslHelperNames()).replace(/\/\/.*$/gm, '');
+    // The vector decoders (unpack_vec_*) go through unpack2x16float and an exact power-of-two
+    // product by design; the device test below checks them bit for bit against unpack_.
+    const all = emitWgslHelpers(wgslHelperNames().filter((n) => !n.startsWith('unpack_vec_'))).replace(/\/\/.*$/gm, '');
     // Every f32 in the text is a parameter, a return type or a bitcast target.
     const uses = all.match(/f32/g)?.length ?? 0;
     const allowed = all.match(/(: f32|-> f32|bitcast<f32>)/g)?.length ?? 0;
@@ -217,4 +219,31 @@ describe.each(FORMATS)('%s helpers on the device', (d) => {
     });
     expect(compareCodes(wantPacked, packed, wantPacked)).toEqual({ bad: 0, sample: [] });
   });
+});
+
+describe('vector decoders of the 8-bit formats on the device', () => {
+  for (const d of ['f8e4m3fn', 'f8e5m2'] as const)
+    it(`unpack4_${d} and unpack2_${d} equal unpack_${d} bit for bit on every code in every lane`, async () => {
+      // Each of the 256 codes in each of the 4 lanes, the other lanes holding other codes.
+      const words = new Uint32Array(256 * 4);
+      for (let c = 0; c < 256; c++)
+        for (let lane = 0; lane < 4; lane++) {
+          let w = 0;
+          for (let l = 0; l < 4; l++) w |= (l === lane ? c : (c * 37 + l * 101 + 7) & 0xff) << (8 * l);
+          words[c * 4 + lane] = w >>> 0;
+        }
+      const n = words.length * 4;
+      const one = await runKernel({ helpers: [`unpack_${d}`], body: `dst[i] = bitcast<u32>(unpack_${d}(src[i / 4u], i % 4u));`, src: words, srcType: 'u32', n });
+      const four = await runKernel({ helpers: [`unpack_vec_${d}`], body: `dst[i] = bitcast<u32>(unpack4_${d}(src[i / 4u])[i % 4u]);`, src: words, srcType: 'u32', n });
+      const two = await runKernel({ helpers: [`unpack_vec_${d}`], body: `dst[i] = bitcast<u32>(unpack2_${d}(src[i / 4u], (i % 4u) / 2u)[i % 2u]);`, src: words, srcType: 'u32', n });
+      const diff = (got: Uint32Array) => [...got].flatMap((b, i) => (b === one[i] ? [] : [`word ${hex(words[i >> 2])} lane ${i % 4}: ${hex(b)} vs ${hex(one[i])}`])).slice(0, 5);
+      expect(diff(four)).toEqual([]);
+      expect(diff(two)).toEqual([]);
+      // And unpack_ itself decodes to the dtype table's values.
+      for (let i = 0; i < n; i++) {
+        const code = (words[i >> 2] >>> (8 * (i % 4))) & 0xff;
+        const want = decodeBits(d, code) >>> 0;
+        if (!(one[i] === want || (isNaN32(one[i]) && isNaN32(want)))) expect.fail(`code ${hex(code)}: ${hex(one[i])} vs ${hex(want)}`);
+      }
+    });
 });

@@ -6,7 +6,7 @@
 // in u32 words and converted to f32 for arithmetic: bf16 two per word, fp8 four per word,
 // and f16 two per word when the target lacks shader-f16. Lane 0 is the low bits.
 import { info, isFloat, type DType } from '../ir/dtypes.js';
-import { emitWgslHelpers } from './wgsl-dtypes.js';
+import { emitWgslHelpers, wgslHelperNames } from './wgsl-dtypes.js';
 import { dispatch1d, type Kernel, type KernelBinding, type Target } from './kernel.js';
 
 export interface Layout {
@@ -101,6 +101,21 @@ export class KernelWriter {
     if (layout.elem === 'f16') return `f32(${ident}[${idx}])`;
     const shift = layout.perWord === 2 ? 1 : 2;
     return `${this.use(`unpack_${layout.dtype}`)}(${ident}[(${idx}) >> ${shift}u], (${idx}) & ${layout.perWord - 1}u)`;
+  }
+
+  /**
+   * Expression of type vecN<f32> reading `count` (2 or 4) consecutive float elements from
+   * `idx`, which the caller guarantees is a multiple of `count`. Packed 8-bit formats decode a
+   * whole run at once (unpack2_/unpack4_ helpers); other layouts load element by element.
+   */
+  loadVec(ident: string, idx: string, count: 2 | 4): string {
+    const { layout } = this.get(ident);
+    if (layout.perWord === 4 && wgslHelperNames().includes(`unpack_vec_${layout.dtype}`)) {
+      this.use(`unpack_vec_${layout.dtype}`);
+      const word = `${ident}[(${idx}) >> 2u]`;
+      return count === 4 ? `unpack4_${layout.dtype}(${word})` : `unpack2_${layout.dtype}(${word}, ((${idx}) >> 1u) & 1u)`;
+    }
+    return `vec${count}<f32>(${Array.from({ length: count }, (_, k) => this.load(ident, k ? `(${idx}) + ${k}u` : idx)).join(', ')})`;
   }
 
   /** Statement storing f32/i32 `val` at logical element `idx`; only for unpacked layouts. */

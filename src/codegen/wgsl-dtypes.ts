@@ -97,6 +97,51 @@ fn unpack_${fi.name}(word: u32, lane: u32) -> f32 {
 `;
 }
 
+/**
+ * Several lanes of an 8-bit format at once, through f16: an 8-bit float with at most 5
+ * exponent bits is an f16 with its exponent and mantissa moved into place, off by the
+ * exponent bias (a power of two, multiplied back exactly). unpack2x16float converts two f16
+ * values per call, subnormals included, so a word of four lanes costs two conversions and no
+ * branch. NaN codes are selected explicitly (with from_bits' payload), so the results are
+ * bit-identical to unpack_ lane by lane.
+ */
+function quadCapable(fi: FloatInfo): boolean {
+  return fi.bits === 8 && fi.expBits <= 5 && fi.mantBits <= 10;
+}
+
+function emitUnpackVec(fi: FloatInfo): string {
+  const M = fi.mantBits;
+  const shift = 10 - M;
+  const factor = 2 ** (15 - fi.bias);
+  const mmask = 2 ** M - 1;
+  const emask = 2 ** fi.expBits - 1;
+  // Lanes of a u32 holding bytes in its low 16 bits -> two f16 codes.
+  const f16pair = (x: string) =>
+    `((${x} & 0x7fu) << ${shift}u) | ((${x} & 0x80u) << 8u) | (((${x} >> 8u) & 0x7fu) << ${16 + shift}u) | (((${x} >> 8u) & 0x80u) << 24u)`;
+  const isNan = (b: string) => (fi.nan === 'mantissa-all-ones' ? `(${b} & 0x7fu) == 0x7fu` : `((${b} >> ${M}u) & ${u32(emask)}) == ${u32(emask)} && (${b} & ${u32(mmask)}) != 0u`);
+  const nanBits = (b: string) => `((${b} << 24u) & 0x80000000u) | 0x7fc00000u | ((${b} & ${u32(mmask)}) << ${23 - M}u)`;
+  const scale = (v: string) => (factor === 1 ? v : `${v} * ${factor}.0`);
+  const lane = (x: string, k: number) => `((${x} >> ${8 * k}u) & 0xffu)`;
+  const fix = (v: string, x: string, lanes: number) => {
+    const comps = Array.from({ length: lanes }, (_, k) => `select(${v}[${k}], bitcast<f32>(${nanBits(lane(x, k))}), ${isNan(lane(x, k))})`);
+    return `vec${lanes}<f32>(${comps.join(', ')})`;
+  };
+  return `// Lanes 2·half and 2·half+1 of a u32 holding 4 ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
+fn unpack2_${fi.name}(word: u32, half: u32) -> vec2<f32> {
+  let x = word >> (half * 16u);
+  let v = ${scale(`unpack2x16float(${f16pair('x')})`)};
+  return ${fix('v', 'x', 2)};
+}
+
+// All 4 lanes of a u32 holding ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
+fn unpack4_${fi.name}(word: u32) -> vec4<f32> {
+  let hi = word >> 16u;
+  let v = ${scale(`vec4<f32>(unpack2x16float(${f16pair('word')}), unpack2x16float(${f16pair('hi')}))`)};
+  return ${fix('v', 'word', 4)};
+}
+`;
+}
+
 function emitPack(fi: FloatInfo): string {
   const lanes = LANE_NAMES.slice(0, fi.perWord);
   const terms = lanes.map((l, i) => (i === 0 ? `to_bits_${fi.name}(${l})` : `(to_bits_${fi.name}(${l}) << ${i * fi.bits}u)`));
@@ -120,6 +165,7 @@ function buildRegistry(): Map<string, Helper> {
     reg.set(`round_${d}`, { deps: [`to_bits_${d}`, `from_bits_${d}`], text: emitRound(fi) });
     reg.set(`unpack_${d}`, { deps: [`from_bits_${d}`], text: emitUnpack(fi) });
     reg.set(`pack_${d}`, { deps: [`to_bits_${d}`], text: emitPack(fi) });
+    if (quadCapable(fi)) reg.set(`unpack_vec_${d}`, { deps: [], text: emitUnpackVec(fi) });
   }
   return reg;
 }

@@ -296,9 +296,11 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
   // the others at step l.
   const block: string[] = [];
   for (let i = 0; i < TM; i++) block.push(`let av${i} = ${ks.guard(loadA(g, `row${i}`, ks.index('k0 + lane')), 'k0 + lane')};`);
+  const bvec = vectorB(g, S, TN);
+  if (bvec) block.push(...bvec.lets);
   for (let s = 0; s < S; s++) {
     const k = `k0 + ${u(s)}`;
-    for (let j = 0; j < TN; j++) block.push(`let bv${s}_${j} = ${ks.guard(loadB(g, ks.index(k), `col${j}`), k)};`);
+    for (let j = 0; j < TN; j++) block.push(`let bv${s}_${j} = ${bvec ? bvec.value(s, j) : ks.guard(loadB(g, ks.index(k), `col${j}`), k)};`);
     for (let i = 0; i < TM; i++) {
       block.push(`{ let x = subgroupBroadcast(av${i}, ${u(s)});`);
       block.push(`  ${Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(x, bv${s}_${j}, acc${i}_${j});`).join(' ')}`);
@@ -325,6 +327,33 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
     dispatch: checkDispatch(g, [Math.ceil(N / (S * TN)), Math.ceil(M / TM), sizeOf(g.batchDims)]),
     subgroupLane: 'sg_lane',
   });
+}
+
+/**
+ * B operands packed four per word (fp8) decoded a run at a time instead of element by element
+ * (loadVec): with transB, the S steps of one column's k-block are S/4 whole words; without,
+ * the TN adjacent columns of one k step share a word. Only where every run is aligned to its
+ * word; otherwise undefined (element loads).
+ */
+function vectorB(g: Gen, S: number, TN: number): { lets: string[]; value: (s: number, j: number) => string } | undefined {
+  const { K, N } = g.o;
+  if (g.w.layout(g.B).perWord !== 4) return undefined;
+  const stride = g.o.b.batchStride;
+  const strides = sizeOf(g.batchDims) === 1 ? [] : stride === undefined ? [K * N] : typeof stride === 'number' ? [stride] : [...stride];
+  const aligned = (n: number) => strides.every((x) => x % n === 0);
+  const ks = kStep(g, S);
+  if (g.o.transB) {
+    if (K % S !== 0 || S % 4 !== 0 || K % 4 !== 0 || !aligned(4)) return undefined;
+    const lets: string[] = [];
+    for (let j = 0; j < TN; j++)
+      for (let q = 0; q < S / 4; q++) lets.push(`let bq${j}_${q} = ${g.w.loadVec(g.B, `offB + ${scaled(`col${j}`, K)} + k0 + ${u(4 * q)}`, 4)};`);
+    return { lets, value: (s, j) => `bq${j}_${s >> 2}[${s & 3}]` };
+  }
+  if ((TN !== 2 && TN !== 4) || N % TN !== 0 || !aligned(TN)) return undefined;
+  // The run starts at n0, or inside the last whole run for a tile past N (never stored).
+  const lets = [`let bn0 = min(n0, ${u(N - TN)});`];
+  for (let s = 0; s < S; s++) lets.push(`let bw${s} = ${g.w.loadVec(g.B, `offB + ${scaled(ks.index(`k0 + ${u(s)}`), N)} + bn0`, TN as 2 | 4)};`);
+  return { lets, value: (s, j) => ks.guard(`bw${s}[${j}]`, `k0 + ${u(s)}`) };
 }
 
 function blockedKernel(g: Gen, perWord: number): Kernel {
