@@ -86,3 +86,29 @@ for (const backend of ['cpu', 'webgpu'] as const) {
     });
   });
 }
+
+describe('fp8 weights', () => {
+  it('are quantized from the f32 master in one rounding (no bf16 copy in between)', async () => {
+    const { runGraph } = await import('../src/interp/interpreter.js');
+    const { round } = await import('../src/ir/dtypes.js');
+    const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 8 });
+    const w = (c.train.meta.fp8 as Fp8Tensor[]).find((t) => t.value === '1.weight')!;
+    expect(w).toBeDefined();
+    const q = c.train.nodes.find((n) => n.outputs.includes(w.quantized))!;
+    expect(q.inputs[0]).toBe('1.weight');
+    // No bf16 copy of the weight is left in the step.
+    expect(c.train.values.has('1.weight.bf16')).toBe(false);
+    const env = runGraph(c.train, { input: { dtype: 'f32', shape: [8, 1, 28, 28], data: x.slice(0, 8 * 784) }, labels: { dtype: 'i64', shape: [8], data: y.slice(0, 8) } });
+    const master = c.train.values.get('1.weight')!.init!.data;
+    const got = env.get(w.quantized)!.data;
+    const scale = env.get(w.stats)!.data[3];
+    let doubly = 0;
+    for (let i = 0; i < master.length; i++) {
+      const once = round('f8e4m3fn', master[i] * scale);
+      expect(got[i]).toBe(once);
+      if (round('f8e4m3fn', round('bf16', master[i]) * scale) !== once) doubly++;
+    }
+    // Rounding through bf16 first would have changed some of them.
+    expect(doubly).toBeGreaterThan(0);
+  });
+});

@@ -3,7 +3,8 @@
 // weights, E5M2 for gradients (values produced by the backward pass) — and the GEMM gets
 // their inverse scales, accumulates in f32 and writes the policy's high-precision type.
 // One quantization per (value, format): a weight quantized for the forward GEMM is reused,
-// transposed by the GEMM's flags, by the backward GEMM that needs it.
+// transposed by the GEMM's flags, by the backward GEMM that needs it. Weights are quantized
+// from their f32 master, not from its bf16 copy.
 //
 // Every fp8 tensor has scaling state: `scale` (f32[1]) and an amax history (f32[H]).
 // Fp8Stats measures the tensor each step (amax; saturated and flushed fractions) and, with
@@ -44,6 +45,16 @@ export const quantizeFp8: Pass = {
     const prod = producers(g);
     const made = new Map<string, Fp8Tensor>();
     const order: Fp8Tensor[] = [];
+    // A master weight's low-precision copy is quantized from the f32 master itself: one
+    // rounding (f32 -> fp8), not two (f32 -> bf16 -> fp8). The copy then usually has no
+    // reader left and its Cast goes.
+    const bypassed = new Set<string>();
+    const source = (v: string): string => {
+      const p = prod.get(v);
+      if (p?.op !== 'Cast' || g.values.get(p.inputs[0])?.role !== 'param') return v;
+      bypassed.add(v);
+      return p.inputs[0];
+    };
     for (let i = 0; i < g.nodes.length; i++) {
       const n = g.nodes[i];
       const spec = opRow(n.op).fp8;
@@ -52,21 +63,22 @@ export const quantizeFp8: Pass = {
       spec.operands.forEach((k, j) => {
         const v = n.inputs[k];
         const format: DType = prod.get(v)?.phase === 'backward' ? 'f8e5m2' : 'f8e4m3fn';
-        const key = `${v}|${format}`;
+        const from = source(v);
+        const key = `${from}|${format}`;
         let t = made.get(key);
         if (!t) {
-          const base = `${v}.${format}`;
+          const base = `${from}.${format}`;
           const scale = addState(g, `${base}.scale`, fromArray('f32', [1], [1]));
           const amaxHistory = addState(g, `${base}.amax_history`, zeros('f32', [cfg.history]));
           const attrs = { to: toOnnx(format), current: cfg.scaling === 'current' ? 1 : 0, margin: cfg.margin };
-          const stats = addNode(g, 'mpc.Fp8Stats', [v, scale], { name: `${base}.stats`, outputNames: [`${base}.stats`], attrs, at: i++ })[0];
-          const [quantized, scaleInv] = addNode(g, 'mpc.QuantizeFp8', [v, stats], {
+          const stats = addNode(g, 'mpc.Fp8Stats', [from, scale], { name: `${base}.stats`, outputNames: [`${base}.stats`], attrs, at: i++ })[0];
+          const [quantized, scaleInv] = addNode(g, 'mpc.QuantizeFp8', [from, stats], {
             name: `${base}.quantize`,
             outputNames: [`${base}.q`, `${base}.scale_inv`],
             attrs: { to: toOnnx(format) },
             at: i++,
           });
-          t = { value: v, format, recipe: cfg.scaling, amax: cfg.amax, history: cfg.history, margin: cfg.margin, scale, amaxHistory, stats, quantized, scaleInv, producer: prod.get(v)?.name ?? v, consumers: [] };
+          t = { value: from, format, recipe: cfg.scaling, amax: cfg.amax, history: cfg.history, margin: cfg.margin, scale, amaxHistory, stats, quantized, scaleInv, producer: prod.get(from)?.name ?? from, consumers: [] };
           made.set(key, t);
           order.push(t);
         }
@@ -77,6 +89,12 @@ export const quantizeFp8: Pass = {
       });
       n.attrs.to = toOnnx(outDtype);
       inferNode(g, n);
+    }
+    const read = new Set([...g.outputs, ...g.nodes.flatMap((n) => n.inputs)]);
+    const dead = new Set([...bypassed].filter((v) => !read.has(v)));
+    if (dead.size) {
+      g.nodes = g.nodes.filter((n) => !(n.op === 'Cast' && dead.has(n.outputs[0])));
+      for (const v of dead) g.values.delete(v);
     }
     if (training)
       for (const t of order) {
