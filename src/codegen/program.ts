@@ -66,9 +66,11 @@ export interface MemoryReport {
   activation: { planned: number; unplanned: number };
   /**
    * The training step ('train' schedule): bytes of the values the forward pass keeps for the
-   * backward pass, and the peak of all simultaneously live transient bytes.
+   * backward pass; the peak of all simultaneously live transient bytes; the parameters'
+   * gradients (all live when the optimizer runs); and the peak without them (activations and
+   * workspace: what compares with the tensors an autograd engine saves).
    */
-  train?: { saved: number; peak: number };
+  train?: { saved: number; peak: number; gradients: number; peakWithoutGradients: number };
 }
 
 export interface GenerateOptions {
@@ -78,6 +80,8 @@ export interface GenerateOptions {
   share?: boolean;
   /** false: one kernel per node (no elementwise fusion), for comparisons and debugging. */
   fuse?: boolean;
+  /** The parameters' gradients in the 'train' graph (for the memory report). */
+  gradients?: string[];
 }
 
 class UnionFind {
@@ -224,7 +228,13 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       boundary < 0
         ? 0
         : [...plan.lifetimes].reduce((s, [b, ls]) => s + (!plan.pinned[b] && ls.some((l) => l.schedule === 'train' && l.first < boundary && l.last >= boundary) ? buffers[b].bytes : 0), 0);
-    memory.train = { saved, peak: peakLive(plan, buffers, 'train', train.kernels.length).bytes };
+    const grads = new Set((opts.gradients ?? []).map((v) => bufferOf.train[v]));
+    memory.train = {
+      saved,
+      peak: peakLive(plan, buffers, 'train', train.kernels.length).bytes,
+      gradients: [...grads].reduce((s, b) => s + buffers[b].bytes, 0),
+      peakWithoutGradients: peakLive(plan, buffers, 'train', train.kernels.length, (b) => !grads.has(b)).bytes,
+    };
   }
   return { buffers, kernels, files, schedules, bufferOf, allocations: plan.allocations, memory };
 }

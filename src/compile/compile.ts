@@ -78,7 +78,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   // What the host reads after a step besides the graphs' inputs and outputs: the loss, and
   // the fp8 statistics (--fp8-stats).
   const keep = { train: [loss.value, ...fp8.map((t) => t.stats)] };
-  const code = generate({ train, eval: evalG }, ctx.target, { keep, share: opts.planMemory, fuse: opts.fuse });
+  const code = generate({ train, eval: evalG }, ctx.target, { keep, share: opts.planMemory, fuse: opts.fuse, gradients: Object.values(grads) });
   const tb = code.bufferOf.train;
   const program: ProgramFile = {
     format: PROGRAM_FORMAT,
