@@ -136,6 +136,7 @@ async function memorySection(ctx: SectionContext): Promise<void> {
         'unplanned MiB': mib(mem.activation.unplanned),
         'saved MiB': mem.train ? mib(mem.train.saved) : 'n/a',
         'peak MiB': mem.train ? mib(mem.train.peak) : 'n/a',
+        'peak w/o grads MiB': mem.train ? mib(mem.train.peakWithoutGradients) : 'n/a',
         'x mpc fp32': ratio(xFp32),
         'x torch (no params)': t ? ratio(xTorch) : 'n/a',
         'x torch (with params)': t ? ratio(xTorchAll) : 'n/a',
@@ -146,7 +147,7 @@ async function memorySection(ctx: SectionContext): Promise<void> {
   }
   ctx.note(`GPT12 at batch ${BATCH}, MLP and CNN at batch ${SMALL_BATCH}; training program (forward, loss, backward, Adam).`);
   ctx.note('planned: device bytes of the allocations holding activations after the memory planner; unplanned: one buffer per activation;');
-  ctx.note('saved: activation bytes live across the start of the backward pass; peak: most activation bytes live at once.');
+  ctx.note('saved: activation bytes live across the start of the backward pass; peak: most activation bytes live at once (w/o grads: not counting parameter gradients, which PyTorch keeps in .grad, outside its saved tensors).');
   ctx.note('PyTorch: bytes autograd saves for backward in one fp32 training forward (test/fixtures/gpt12-saved-bytes.json), deduped by storage.');
   ctx.note('x torch (no params) compares mpc fp32 planned with PyTorch activationBytes (savedBytes minus parameters: parameters are their own role in mpc);');
   ctx.note('x torch (with params) uses savedBytes incl. parameters, for reference only. PyTorch row: saved MiB without parameters (with parameters in brackets).');
