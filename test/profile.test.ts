@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileModel, writeCompiled } from '../src/compile/compile.js';
 import { saveNpy } from '../src/data/npy.js';
 import { loadProgramDir } from '../src/runtime/engine.js';
-import { fillInputs, formatProfile, openProgram, profileDir, profileSchedule, type Profile } from '../src/runtime/profile.js';
+import { fillInputs, formatProfile, profileDir, profileSchedule, type Profile } from '../src/runtime/profile.js';
+import { openProgram } from '../src/runtime/engine.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BATCH = 16;

@@ -7,7 +7,7 @@
 // logical: the memory planner (memory-plan.ts) then places them in device allocations, where
 // buffers whose lifetimes do not overlap share bytes.
 import type { DType } from '../ir/dtypes.js';
-import { staticShape, type Graph, type ValueRole } from '../ir/graph.js';
+import { staticShape, type Graph, type Node, type ValueRole } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
 import type { EmitCtx } from '../ops/types.js';
@@ -146,6 +146,9 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
 
   const kernels: ProgramKernel[] = [];
   const files = new Map<string, string>();
+  // Kernels depend only on a node's op, attributes and value types, never on value names:
+  // identical layers are emitted once and the kernels rebound to each node's values.
+  const emitted = new Map<string, Emitted>();
   const fileOf = new Map<string, string>(); // wgsl -> file
   const schedules: Record<string, Schedule> = {};
   const add = (k: Kernel, map: Record<string, number>, node: string): number => {
@@ -185,13 +188,22 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
         continue;
       }
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);
-      let count = 0;
-      const ctx: EmitCtx = {
-        target,
-        type,
-        writer: (suffix) => new KernelWriter(`${gname}.${n.name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
-      };
-      for (const k of row.wgsl(n, ctx)) list.push(add(k, map, n.name));
+      const prefix = `${gname}.${n.name}`;
+      const key = emitKey(n, type);
+      let made = emitted.get(key);
+      if (!made) {
+        let count = 0;
+        const ctx: EmitCtx = {
+          target,
+          type,
+          writer: (suffix) => new KernelWriter(`${prefix}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
+        };
+        made = { node: n, prefix, kernels: row.wgsl(n, ctx) };
+        // Reusable when every binding is one of the node's own values (then it maps by position).
+        const own = new Set([...n.inputs, ...n.outputs]);
+        if (made.kernels.every((k) => k.bindings.every((b) => own.has(b.name)))) emitted.set(key, made);
+      }
+      for (const k of made.node === n ? made.kernels : rebind(made, n, prefix)) list.push(add(k, map, n.name));
     }
     // State updates that did not happen in place get a copy at the end of the step.
     for (const u of g.updates) {
@@ -237,6 +249,32 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
     };
   }
   return { buffers, kernels, files, schedules, bufferOf, allocations: plan.allocations, memory };
+}
+
+interface Emitted {
+  node: Node;
+  prefix: string;
+  kernels: Kernel[];
+}
+
+/** What a node's kernels depend on: op, attributes, the types of its values and which of them coincide. */
+function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }): string {
+  const vals = [...n.inputs, ...n.outputs];
+  const sig = vals.map((v, i) => (v ? `${vals.indexOf(v) === i ? '' : `=${vals.indexOf(v)}`}${type(v).dtype}[${type(v).shape}]` : '-'));
+  const attrs = JSON.stringify(n.attrs, (_k, v) => (v && typeof v === 'object' && 'data' in v && 'dtype' in v ? Array.from((v as { data: ArrayLike<number> }).data) : v));
+  return `${n.op}|${n.inputs.length}|${attrs}|${sig.join(',')}`;
+}
+
+/** The kernels emitted for `from.node`, bound to the same-position values of `n`. */
+function rebind(from: Emitted, n: Node, prefix: string): Kernel[] {
+  const to = new Map<string, string>();
+  from.node.inputs.forEach((v, i) => v && to.set(v, n.inputs[i]));
+  from.node.outputs.forEach((v, i) => v && to.set(v, n.outputs[i]));
+  return from.kernels.map((k) => ({
+    ...k,
+    name: k.name.startsWith(from.prefix) ? prefix + k.name.slice(from.prefix.length) : k.name,
+    bindings: k.bindings.map((b) => ({ ...b, name: to.get(b.name)! })),
+  }));
 }
 
 /** Word-by-word copy between two buffers of the same layout. */

@@ -68,13 +68,30 @@ export interface Engine {
   write(values: Map<string, Tensor>): void;
 }
 
-export async function gpuEngine(p: LoadedProgram): Promise<Engine> {
+/** loadProgramDir, with a damaged folder (a file missing or cut short) as an input error. */
+export function loadProgram(dir: string): LoadedProgram {
+  try {
+    return loadProgramDir(dir);
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`${dir}: damaged mpc output folder (${(e as Error).message.split('\n')[0]}); compile it again`);
+  }
+}
+
+/** The program on the process's WebGPU device with its initial contents. */
+export async function openProgram(p: LoadedProgram): Promise<GpuProgram> {
   const gpu = await getGpu({ f16: p.program.target.f16 });
   const want = p.program.target.subgroupSize;
   if (want !== undefined && gpu.subgroupSize !== want)
     throw new InputError(`${p.dir}: compiled for subgroups of ${want}, but ${gpu.adapterName} has ${gpu.subgroupSize ?? 'no fixed subgroup size'}; recompile (--subgroup-size auto or off)`);
   const prog = await GpuProgram.create(gpu, { ...p.program, files: p.files });
   for (const [name, t] of p.init) prog.write(prog.bufferIndex(name), t.data);
+  return prog;
+}
+
+export async function gpuEngine(p: LoadedProgram): Promise<Engine> {
+  const prog = await openProgram(p);
+  const gpu = prog.gpu;
   const s = p.program.schedules;
   const xTrain = s.train.inputs[p.program.io.input];
   const yTrain = s.train.inputs[p.program.io.labels];

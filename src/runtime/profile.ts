@@ -19,8 +19,7 @@ import { join } from 'node:path';
 import { isFloat } from '../ir/dtypes.js';
 import { sizeOf } from '../ir/tensor.js';
 import { InputError } from '../onnx/import.js';
-import { getGpu } from './device.js';
-import { loadProgramDir, type LoadedProgram } from './engine.js';
+import { loadProgram, openProgram, type LoadedProgram } from './engine.js';
 import { GpuProgram } from './gpu-program.js';
 
 export type ScheduleName = 'train' | 'eval';
@@ -184,17 +183,6 @@ export function fillInputs(prog: GpuProgram, p: LoadedProgram, schedule: Schedul
   };
   fill(program.io.input, gathered ?? classes, 1);
   fill(program.io.labels, classes, 2);
-}
-
-/** The program on the process's WebGPU device with its initial contents. */
-export async function openProgram(p: LoadedProgram): Promise<GpuProgram> {
-  const gpu = await getGpu({ f16: p.program.target.f16 });
-  const want = p.program.target.subgroupSize;
-  if (want !== undefined && gpu.subgroupSize !== want)
-    throw new InputError(`${p.dir}: compiled for subgroups of ${want}, but ${gpu.adapterName} has ${gpu.subgroupSize ?? 'no fixed subgroup size'}; recompile (--subgroup-size auto or off)`);
-  const prog = await GpuProgram.create(gpu, { ...p.program, files: p.files });
-  for (const [name, t] of p.init) prog.write(prog.bufferIndex(name), t.data);
-  return prog;
 }
 
 function median(xs: number[]): number {
@@ -361,16 +349,6 @@ export async function profileSchedule(prog: GpuProgram, p: LoadedProgram, opts: 
     kernels: kprof,
     total: { kernels_ms: kernelsMs, step_ms: stepMs, step_device_ms: stepDevice.length ? stat(stepDevice) : null, overhead_ms: stepMs - kernelsMs },
   };
-}
-
-/** loadProgramDir, with a damaged folder (a file missing or cut short) as an input error. */
-function loadProgram(dir: string): LoadedProgram {
-  try {
-    return loadProgramDir(dir);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`${dir}: damaged mpc output folder (${(e as Error).message.split('\n')[0]}); compile it again`);
-  }
 }
 
 /** Loads an output folder, fills its inputs with deterministic data and profiles a schedule. */

@@ -9,7 +9,7 @@ import type { Fp8Tensor } from '../passes/quantize-fp8.js';
 import { InputError } from '../onnx/import.js';
 import { sizeOf } from '../ir/tensor.js';
 import { hparamValues } from '../passes/optimizer.js';
-import { cpuEngine, gpuEngine, loadProgramDir, type Engine, type LoadedProgram } from './engine.js';
+import { cpuEngine, gpuEngine, loadProgram, type Engine, type LoadedProgram } from './engine.js';
 
 export interface TrainOptions {
   dir: string;
@@ -204,15 +204,6 @@ export async function evaluate(engine: Engine, test: Samples, batch: number, per
   return { accuracy: correct / (test.n * labelsPer), loss: loss / (test.n * labelsPer) };
 }
 
-/** loadProgramDir, with a damaged folder (a file missing or cut short) as an input error. */
-function loadProgram(dir: string): LoadedProgram {
-  try {
-    return loadProgramDir(dir);
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`${dir}: damaged mpc output folder (${(e as Error).message.split('\n')[0]}); compile it again`);
-  }
-}
 
 export async function train(opts: TrainOptions, progress: Progress): Promise<TrainSummary> {
   const t0 = performance.now();
