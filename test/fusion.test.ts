@@ -11,9 +11,13 @@ import { planFusion } from '../src/codegen/fuse.js';
 import { opRow } from '../src/ops/table.js';
 import { decodeArray, loadFixture } from './helpers/fixtures.js';
 
-// The MLP and CNN have no elementwise chain to fuse (each elementwise node reads a GEMM or
-// convolution result; that epilogue is not fused yet): their programs are unchanged.
+// Every bundled model: the GPT blocks have elementwise chains and GEMM epilogues (residual
+// adds, casts); the MLP's and CNN's inference programs fuse Relu into the GEMM before it.
 const CASES = [
+  ...['fp32', 'fp16', 'fp8'].map((policy) => ({ model: 'mlp', policy })),
+  // The CNN's fp32 programs have nothing to fuse (Relu follows a convolution, and the GEMM's
+  // result is the model's output); its bf16 ones fuse casts.
+  { model: 'cnn', policy: 'bf16' },
   ...['fp32', 'fp16', 'bf16', 'fp8'].map((policy) => ({ model: 'gpt-block', policy })),
   // LayerNorm decomposed into ReduceMean/Sub/Pow/Add/Sqrt/Div/Mul/Add: long chains.
   ...['fp32', 'fp16'].map((policy) => ({ model: 'gpt-block-op13', policy })),
@@ -52,6 +56,16 @@ describe('fusion', () => {
         expect(fused.logits).toEqual(plain.logits);
       });
 
+  it('GEMM epilogues: the GPT block fp16 stores each projection once, with its f32 cast and residual add applied', () => {
+    const c = compileModel('models/gpt-block.onnx', { policy: 'fp16', batch: 2 });
+    const g = c.train;
+    const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
+    const headed = [...plan.groups.values()].filter((chain) => chain.some((n) => opRow(n.op).epilogue));
+    expect(headed.length).toBeGreaterThan(0);
+    const ops = headed.map((chain) => chain.map((n) => n.op).join(' '));
+    expect(ops).toContain('Gemm Cast Add');
+  });
+
   it('chains hold only elementwise rows, never a value the host reads, and each inner value has one reader', () => {
     const c = compileModel('models/gpt-block.onnx', { policy: 'bf16', batch: 2 });
     const g = c.train;
@@ -60,7 +74,7 @@ describe('fusion', () => {
     expect(plan.groups.size).toBeGreaterThan(0);
     for (const chain of plan.groups.values()) {
       const inner = chain.slice(0, -1).flatMap((n) => n.outputs);
-      for (const n of chain) expect(opRow(n.op).expr, n.op).toBeDefined();
+      for (const n of chain) expect(opRow(n.op).expr ?? opRow(n.op).epilogue, n.op).toBeDefined();
       for (const v of inner) {
         expect(pinned.has(v)).toBe(false);
         expect(g.nodes.filter((n) => n.inputs.includes(v)).length).toBe(1);

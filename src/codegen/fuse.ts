@@ -1,4 +1,5 @@
-// Elementwise fusion: chains of elementwise nodes become one kernel.
+// Elementwise fusion: chains of elementwise nodes become one kernel, or the epilogue of the
+// kernel that produces their input (a GEMM: bias, activation, residual add, cast).
 //
 // A node joins the kernel of a consumer when its row has an `expr` (op rows declare it; this
 // file names no op), its result is floating point, has the consumer's shape and is read by
@@ -12,7 +13,7 @@ import { isFloat } from '../ir/dtypes.js';
 import { staticShape, type Graph, type Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
-import type { ValueType } from '../ops/types.js';
+import type { EmitCtx, ValueType } from '../ops/types.js';
 import { broadcastIndex } from './index-math.js';
 import type { Kernel, Target } from './kernel.js';
 import { KernelWriter, mapKernel } from './storage.js';
@@ -51,16 +52,38 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
   const producer = new Map<string, Node>();
   for (const n of g.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
 
+  // The producer of `v` seen through views (a view of a contiguous value keeps every element's
+  // flat index), with the views passed; undefined when a value on the way has other readers.
+  const through = (v: string): { p: Node; views: Node[] } | undefined => {
+    const views: Node[] = [];
+    let p = producer.get(v);
+    while (p && opRow(p.op).alias?.view) {
+      if (pinned.has(v) || uses.get(v) !== 1) return undefined;
+      views.push(p);
+      v = p.inputs[0];
+      p = producer.get(v);
+    }
+    if (!p || pinned.has(v) || uses.get(v) !== 1) return undefined;
+    return { p, views };
+  };
+  const headCapable = (p: Node) => opRow(p.op).epilogue === true && p.outputs.length === 1 && isFloat(g.values.get(p.outputs[0])!.dtype);
+
   const chainOf = new Map<Node, Node[]>();
   for (const n of g.nodes) {
     if (!fusable(n)) continue;
+    const count = sizeOf(type(n.outputs[0]).shape);
     const shape = type(n.outputs[0]).shape.join();
     let chain: Node[] = [];
     for (const v of n.inputs) {
-      const p = v ? producer.get(v) : undefined;
-      const pc = p && chainOf.get(p);
-      if (!p || !pc || pinned.has(v) || uses.get(v) !== 1) continue;
-      if (type(v).shape.join() !== shape || p.phase !== n.phase) continue;
+      const t = v ? through(v) : undefined;
+      if (!t || t.p.phase !== n.phase) continue;
+      const { p } = t;
+      // A chain of elementwise nodes of the same shape, or a kernel (a GEMM) whose store the
+      // chain becomes: its elements in the same flat order (through views).
+      let pc = t.views.length === 0 && type(v).shape.join() === shape ? chainOf.get(p) : undefined;
+      if (!pc && headCapable(p) && sizeOf(type(p.outputs[0]).shape) === count && !chain.some((m) => headCapable(m))) pc = [p];
+      if (!pc) continue;
+      if (pc.some((m) => headCapable(m)) && chain.some((m) => headCapable(m))) continue;
       if (inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(pc[0])!]) continue;
       const merged = [...chain, ...pc];
       if (externals(merged.concat(n)) + 1 > MAX_BINDINGS) continue;
@@ -87,13 +110,18 @@ function externals(chain: Node[]): number {
   return new Set(chain.flatMap((n) => n.inputs.filter((i) => i && !inside.has(i)))).size;
 }
 
-/** The kernel of one chain: every value of it per output element, the last one stored. */
+/**
+ * The kernel of one chain: every value of it per output element, the last one stored. A chain
+ * headed by a kernel with an epilogue (a GEMM) is that kernel, storing the chain's value.
+ */
 export function fusedKernel(g: Graph, chain: Node[], name: string, target: Target): Kernel {
   const type = (v: string): ValueType => {
     const val = g.values.get(v)!;
     return { dtype: val.dtype, shape: staticShape(val) };
   };
   const last = chain[chain.length - 1];
+  const head = chain.find((n) => opRow(n.op).epilogue);
+  if (head) return epilogueKernel(g, head, chain.filter((n) => n !== head), name, target, type);
   const out = type(last.outputs[0]);
   const w = new KernelWriter(name, target);
   const local = new Map<string, string>();
@@ -121,4 +149,56 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
     }
   });
   return mapKernel(w, { out: last.outputs[0], outDtype: out.dtype, count: sizeOf(out.shape), compute: lines.join('\n') });
+}
+
+/**
+ * The head's own kernel with the rest of the chain as its epilogue. Each chain value is used
+ * once (single readers), so the chain is one nested expression; inner values are rounded to
+ * their dtypes as stored by the unfused program, external inputs are read at the element's
+ * (broadcast) index, and views between the head and the chain are index-preserving.
+ */
+function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType): Kernel {
+  const last = rest[rest.length - 1];
+  const out = type(last.outputs[0]);
+  const producerIn = new Map<string, Node>();
+  for (const n of rest) producerIn.set(n.outputs[0], n);
+  // A value the chain reads from the head, possibly through views.
+  const viewOfHead = (v: string): boolean => {
+    const p = g.nodes.find((n) => n.outputs[0] === v);
+    if (!p) return false;
+    if (p === head) return true;
+    return opRow(p.op).alias?.view === true && viewOfHead(p.inputs[0]);
+  };
+  const fromHead = new Map<string, boolean>();
+  const isHead = (v: string) => {
+    let r = fromHead.get(v);
+    if (r === undefined) fromHead.set(v, (r = !producerIn.has(v) && viewOfHead(v)));
+    return r;
+  };
+  let count = 0;
+  const ctx: EmitCtx = {
+    target,
+    type,
+    writer: (suffix) => new KernelWriter(`${name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
+    epilogue: {
+      out: { buffer: last.outputs[0], dtype: out.dtype },
+      apply: (w, v, idx) => {
+        // Every operand is parenthesized: a row's expression may put it next to an operator.
+        const value = (x: string): string => {
+          if (isHead(x)) return `(${v})`;
+          const n = producerIn.get(x);
+          if (!n) {
+            const t = type(x);
+            return w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(out.shape, t.shape, `(${idx})`));
+          }
+          const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]))(...n.inputs.map((i) => (i ? value(i) : '')));
+          return `(${n === last ? e : w.round(type(n.outputs[0]).dtype, e)})`;
+        };
+        return `(${value(last.outputs[0])})`;
+      },
+    },
+  };
+  const kernels = opRow(head.op).wgsl!(head, ctx);
+  if (kernels.length !== 1) throw new Error(`fusion: ${head.op} '${head.name}' declares an epilogue but emits ${kernels.length} kernels`);
+  return kernels[0];
 }

@@ -3,7 +3,7 @@
 import { broadcastShapes, sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
 import { fromOnnx, type DType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
-import { emitGemm } from '../codegen/kernels/gemm.js';
+import { emitGemm, type GemmOptions } from '../codegen/kernels/gemm.js';
 import { sumTo } from './elementwise.js';
 import { attrFloat, attrInt, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
 
@@ -107,11 +107,18 @@ function gemmGradRule(ctx: GradCtx): (string | undefined)[] {
   return [da, db, dc];
 }
 
+/** The GEMM's store: its own output, or the fused consumers' (after rounding to its own dtype). */
+function output(n: Node, ctx: EmitCtx): Pick<GemmOptions, 'out' | 'epilogue'> {
+  const dtype = ctx.type(n.outputs[0]).dtype;
+  const epi = ctx.epilogue;
+  if (!epi) return { out: { buffer: n.outputs[0], dtype } };
+  return { out: epi.out, epilogue: (w, v, idx) => epi.apply(w, w.round(dtype, v), idx) };
+}
+
 function emitGemmNode(n: Node, ctx: EmitCtx) {
   const [a, b, c] = n.inputs;
   const at = ctx.type(a);
   const bt = ctx.type(b);
-  const yt = ctx.type(n.outputs[0]);
   const d = gemmDims(n, at.shape, bt.shape);
   const cStr = c ? broadcast2d(ctx.type(c).shape, d.M, d.N) : undefined;
   return [
@@ -126,7 +133,7 @@ function emitGemmNode(n: Node, ctx: EmitCtx) {
       b: { buffer: b, dtype: bt.dtype },
       c: c && cStr ? { buffer: c, dtype: ctx.type(c).dtype, rowStride: cStr[0], colStride: cStr[1] } : undefined,
       scales: fp8Scales(n),
-      out: { buffer: n.outputs[0], dtype: yt.dtype },
+      ...output(n, ctx),
       target: ctx.target,
     }),
   ];
@@ -176,6 +183,7 @@ export const gemmOps: OpRow[] = [
     arity: [2, 5],
     outputs: 1,
     fp8: FP8_SPEC,
+    epilogue: true,
     infer: (n, ins) => {
       const dtype = gemmOutDtype(n, ins);
       const d = gemmDims(n, ins[0].shape, ins[1].shape);
@@ -200,6 +208,7 @@ export const gemmOps: OpRow[] = [
     arity: [2, 5],
     outputs: 1,
     fp8: FP8_SPEC,
+    epilogue: true,
     infer: (n, ins) => [{ dtype: gemmOutDtype(n, ins), shape: matmulShape(n, ins[0].shape, ins[1].shape).out }],
     interp: (n, ins, ctx) => {
       const [a, b] = ins;
@@ -274,7 +283,7 @@ export const gemmOps: OpRow[] = [
           a: { buffer: a, dtype: at.dtype, batchStride: uniform(offA) },
           b: { buffer: b, dtype: bt.dtype, batchStride: uniform(offB) },
           scales: fp8Scales(n),
-          out: { buffer: n.outputs[0], dtype: ctx.type(n.outputs[0]).dtype },
+          ...output(n, ctx),
           target: ctx.target,
         }),
       ];

@@ -34,6 +34,17 @@ export interface EmitCtx {
   type(value: string): ValueType;
   /** A writer for one kernel of this node (kernel names are made unique by codegen). */
   writer(suffix?: string): KernelWriter;
+  /**
+   * Set by fusion for rows with `epilogue`: the kernel stores `apply(w, v, idx)` into `out`
+   * instead of storing its own output, where `v` is the f32 value of its output element at flat
+   * index `idx` (both WGSL expressions), already rounded to the output's dtype.
+   */
+  epilogue?: Epilogue;
+}
+
+export interface Epilogue {
+  out: { buffer: string; dtype: DType };
+  apply(w: KernelWriter, v: string, idx: string): string;
 }
 
 export interface OpRow {
@@ -56,6 +67,11 @@ export interface OpRow {
    * the output dtype. The row's own kernel and fused kernels (codegen/fuse.ts) both render it.
    */
   expr?: (n: Node, w: KernelWriter, ins: ValueType[], out: ValueType) => (...xs: string[]) => string;
+  /**
+   * The row's WGSL is one kernel writing its one output element by element and honours
+   * `EmitCtx.epilogue`: elementwise consumers can be fused into its store (GEMM epilogues).
+   */
+  epilogue?: boolean;
   /**
    * Inputs that carry floating-point data and take part in precision decisions; the rest
    * (shapes, indices, labels, scaling state) keep their dtype. Default: every input.

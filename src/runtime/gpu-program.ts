@@ -33,7 +33,9 @@ export class GpuProgram {
       throw new Error(`this program stores f16 natively, but the adapter (${gpu.adapterName}) lacks shader-f16: recompile with --f16-storage packed`);
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
-    const label = (a: number) => spec.buffers.find((b) => b.alloc === a)?.name ?? `alloc ${a}`;
+    const names = new Map<number, string>();
+    for (const b of spec.buffers) if (!names.has(b.alloc)) names.set(b.alloc, b.name);
+    const label = (a: number) => names.get(a) ?? `alloc ${a}`;
     const allocations = spec.allocations.map((bytes, a) =>
       device.createBuffer({ label: label(a), size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }),
     );

@@ -74,6 +74,11 @@ export interface GemmOptions {
   scales?: { buffer: string; dtype: DType }[];
   /** The output is contiguous: [batch..., M, N]. */
   out: { buffer: string; dtype: DType };
+  /**
+   * Fused consumers: the value stored at flat output index `idx` is `epilogue(w, v, idx)`, `v`
+   * being the GEMM's f32 result there (after alpha, scales and C).
+   */
+  epilogue?: (w: KernelWriter, v: string, idx: string) => string;
   /** `subgroupSize` (a fixed size, with the `subgroups` feature) selects the subgroup variant. */
   target: Target;
   /** Force a variant (tests, benchmarks); default: the fastest one that applies. */
@@ -223,6 +228,11 @@ function finalValue(g: Gen, acc: string, m: string, n: string): string {
   return v;
 }
 
+/** The stored value: the result itself, or the fused consumers' value at flat index `idx`. */
+function epilogue(g: Gen, v: string, idx: string): string {
+  return g.o.epilogue ? g.o.epilogue(g.w, v, idx) : v;
+}
+
 /**
  * Clamped row/column indices and zeroed accumulators of a TM×TN block whose first row is
  * `m0` and first column `n0` (u32 lets already in scope).
@@ -244,8 +254,8 @@ function blockEpilogue(g: Gen, TM: number, TN: number, perWord: number): string[
     const m = `(m0 + ${u(i)})`;
     lines.push(`if (${m} < ${u(M)}) {`);
     for (let q = 0; q < TN; q += perWord) {
-      const vals = Array.from({ length: perWord }, (_, e) => finalValue(g, `acc${i}_${q + e}`, m, `(n0 + ${u(q + e)})`));
       const idx = `offOut + ${scaled(m, N)} + n0 + ${u(q)}`;
+      const vals = Array.from({ length: perWord }, (_, e) => epilogue(g, finalValue(g, `acc${i}_${q + e}`, m, `(n0 + ${u(q + e)})`), e ? `${idx} + ${u(e)}` : idx));
       const store = perWord === 1 ? g.w.store(g.out, idx, vals[0]) : g.w.storeWord(g.out, `(${idx}) / ${u(perWord)}`, vals);
       lines.push(`  if (n0 + ${u(q)} < ${u(N)}) { ${store} }`);
     }
@@ -402,7 +412,7 @@ function naiveKernel(g: Gen): Kernel {
     `for (var k = 0u; k < kEnd; k = k + 1u) {`,
     `  acc = fma(${loadA(g, 'm', 'k')}, ${loadB(g, 'k', 'n')}, acc);`,
     `}`,
-    `return ${finalValue(g, 'acc', 'm', 'n')};`,
+    `return ${epilogue(g, finalValue(g, 'acc', 'm', 'n'), 'i')};`,
   ];
   return mapKernel(g.w, { out: g.o.out.buffer, outDtype: g.o.out.dtype, count: sizeOf(g.batchDims) * MN, compute: compute.join('\n') });
 }
