@@ -37,6 +37,8 @@ export interface ProgramKernel {
   bindings: { buffer: number; access: 'read' | 'read_write' }[];
   /** The IR node it implements (for profiles and error messages). */
   node: string;
+  /** A fused kernel: every node it computes, in order (`node` is the last). */
+  fused?: string[];
 }
 
 export interface Schedule {
@@ -151,7 +153,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
   const emitted = new Map<string, Emitted>();
   const fileOf = new Map<string, string>(); // wgsl -> file
   const schedules: Record<string, Schedule> = {};
-  const add = (k: Kernel, map: Record<string, number>, node: string): number => {
+  const add = (k: Kernel, map: Record<string, number>, node: string, fused?: string[]): number => {
     let file = fileOf.get(k.wgsl);
     if (!file) {
       file = `${String(files.size).padStart(3, '0')}_${k.name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 60)}.wgsl`;
@@ -163,7 +165,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       if (idx === undefined) throw new Error(`kernel ${k.name} binds unknown value '${b.name}'`);
       return { buffer: idx, access: b.access };
     });
-    kernels.push({ name: k.name, file, workgroupSize: k.workgroupSize, dispatch: k.dispatch, bindings, node });
+    kernels.push({ name: k.name, file, workgroupSize: k.workgroupSize, dispatch: k.dispatch, bindings, node, ...(fused ? { fused } : {}) });
     return kernels.length - 1;
   };
 
@@ -184,7 +186,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       if (fusion?.absorbed.has(n)) continue; // computed in a later node's kernel
       const chain = fusion?.groups.get(n);
       if (chain) {
-        list.push(add(fusedKernel(g, chain, `${gname}.${n.name}.fused`, target), map, n.name));
+        list.push(add(fusedKernel(g, chain, `${gname}.${n.name}.fused`, target), map, n.name, chain.map((m) => m.name)));
         continue;
       }
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);

@@ -146,6 +146,12 @@ export function kernelFacts(p: LoadedProgram, schedule: ScheduleName): KernelFac
     const first = !seen.has(k.node);
     seen.add(k.node);
     const bytes = [...new Set(k.bindings.map((b) => b.buffer))].reduce((s, b) => s + p.program.buffers[b].bytes, 0);
+    if (k.fused) {
+      // A fused kernel: its op is the chain's ops (Gemm+Add), its FLOPs those of its GEMMs.
+      const chain = k.fused.map((name) => nodes.get(name)).filter((m) => m !== undefined);
+      const flops = chain.reduce((s, m) => s + (nodeFlops(m, shape) ?? 0), 0);
+      return { index, file: k.file, node: k.node, op: chain.map((m) => m.op).join('+'), flops: flops || null, bytes };
+    }
     const op = n ? n.op : k.node.startsWith('update ') ? 'copy' : '?';
     return { index, file: k.file, node: k.node, op, flops: n && first ? nodeFlops(n, shape) : null, bytes };
   });
