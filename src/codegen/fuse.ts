@@ -13,7 +13,7 @@ import { isFloat } from '../ir/dtypes.js';
 import { staticShape, type Graph, type Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
-import type { EmitCtx, ValueType } from '../ops/types.js';
+import type { EmitCtx, Epilogue, ValueType } from '../ops/types.js';
 import { broadcastIndex } from './index-math.js';
 import type { Kernel, Target } from './kernel.js';
 import { KernelWriter, mapKernel } from './storage.js';
@@ -176,27 +176,33 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
     return r;
   };
   let count = 0;
+  const epilogue: Epilogue = {
+    out: { buffer: last.outputs[0], dtype: out.dtype },
+    apply: (w, v, idx) => {
+      // Every operand is parenthesized: a row's expression may put it next to an operator.
+      const value = (x: string): string => {
+        if (isHead(x)) return `(${v})`;
+        const n = producerIn.get(x);
+        if (!n) {
+          const t = type(x);
+          return w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(out.shape, t.shape, `(${idx})`));
+        }
+        const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]))(...n.inputs.map((i) => (i ? value(i) : '')));
+        return `(${n === last ? e : w.round(type(n.outputs[0]).dtype, e)})`;
+      };
+      return `(${value(last.outputs[0])})`;
+    },
+  };
+  // GEMM rows read the epilogue from the context; rows built on mapKernel from their writer.
   const ctx: EmitCtx = {
     target,
     type,
-    writer: (suffix) => new KernelWriter(`${name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
-    epilogue: {
-      out: { buffer: last.outputs[0], dtype: out.dtype },
-      apply: (w, v, idx) => {
-        // Every operand is parenthesized: a row's expression may put it next to an operator.
-        const value = (x: string): string => {
-          if (isHead(x)) return `(${v})`;
-          const n = producerIn.get(x);
-          if (!n) {
-            const t = type(x);
-            return w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(out.shape, t.shape, `(${idx})`));
-          }
-          const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]))(...n.inputs.map((i) => (i ? value(i) : '')));
-          return `(${n === last ? e : w.round(type(n.outputs[0]).dtype, e)})`;
-        };
-        return `(${value(last.outputs[0])})`;
-      },
+    writer: (suffix) => {
+      const w = new KernelWriter(`${name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target);
+      w.epilogue = { replaces: head.outputs[0], ...epilogue };
+      return w;
     },
+    epilogue,
   };
   const kernels = opRow(head.op).wgsl!(head, ctx);
   if (kernels.length !== 1) throw new Error(`fusion: ${head.op} '${head.name}' declares an epilogue but emits ${kernels.length} kernels`);

@@ -55,7 +55,18 @@ interface Bound {
   access: 'read' | 'read_write';
 }
 
+/** Consumers fused into the store of a map kernel (see mapKernel and codegen/fuse.ts). */
+export interface MapEpilogue {
+  /** The value whose store is replaced. */
+  replaces: string;
+  out: { buffer: string; dtype: DType };
+  /** The stored value from the replaced value `v` (f32, rounded to its dtype) at flat index `idx`. */
+  apply(w: KernelWriter, v: string, idx: string): string;
+}
+
 export class KernelWriter {
+  /** Set by fusion: mapKernel stores `epilogue.apply(...)` into `epilogue.out` instead of `replaces`. */
+  epilogue?: MapEpilogue;
   private readonly bound: Bound[] = [];
   private readonly helpers = new Set<string>();
   private readonly extra: string[] = [];
@@ -209,19 +220,22 @@ export function mapKernel(
   w: KernelWriter,
   opts: { out: string; outDtype: DType; count: number; compute: string },
 ): Kernel {
-  const out = w.bind(opts.out, opts.outDtype, 'read_write');
+  const epi = w.epilogue?.replaces === opts.out ? w.epilogue : undefined;
+  const out = epi ? w.bind(epi.out.buffer, epi.out.dtype, 'read_write') : w.bind(opts.out, opts.outDtype, 'read_write');
   const layout = w.layout(out);
-  const ret = layout.elem === 'i32' ? 'i32' : 'f32';
+  const ret = !epi && layout.elem === 'i32' ? 'i32' : 'f32';
   w.define(`fn compute(i: u32) -> ${ret} {\n${opts.compute.replace(/^/gm, '  ').replace(/\s+$/, '')}\n}\n`);
+  // The value stored for element `idx`: the computed one, or the fused consumers' from it.
+  const value = (idx: string) => (epi ? epi.apply(w, w.round(opts.outDtype, `compute(${idx})`), idx) : `compute(${idx})`);
   const words = Math.ceil(opts.count / layout.perWord);
   let body: string;
   if (layout.perWord === 1) {
-    body = `if (flat >= ${words}u) { return; }\n${w.store(out, 'flat', 'compute(flat)')}`;
+    body = `if (flat >= ${words}u) { return; }\n${w.store(out, 'flat', value('flat'))}`;
   } else {
     const vals: string[] = [];
     const lines = [`if (flat >= ${words}u) { return; }`, `let base = flat * ${layout.perWord}u;`];
     for (let k = 0; k < layout.perWord; k++) {
-      lines.push(`var v${k} = 0.0;`, `if (base + ${k}u < ${opts.count}u) { v${k} = compute(base + ${k}u); }`);
+      lines.push(`var v${k} = 0.0;`, `if (base + ${k}u < ${opts.count}u) { v${k} = ${value(`base + ${k}u`)}; }`);
       vals.push(`v${k}`);
     }
     lines.push(w.storeWord(out, 'flat', vals));

@@ -229,6 +229,8 @@ export const convOps: OpRow[] = [
     // Inputs 3 and 4 (inverse scales of fp8 operands) are internal to mpc.
     arity: [2, 5],
     outputs: 1,
+    // One map kernel over the output: consumers (Relu, a cast) fuse into its store.
+    epilogue: true,
     fp8: { operands: [0, 1], scaleInputs: [3, 4] },
     infer: (n, ins) => {
       const [x, w, b] = ins;

@@ -186,7 +186,9 @@ export const elementwiseOps: OpRow[] = [
     op: 'Relu',
     f: (x) => (x > 0 ? x : 0),
     wgsl: (x) => `select(0.0, ${x}, ${x} > 0.0)`,
-    grad: (ctx, x, _y, dy) => ctx.emit('mpc.ReluGrad', [dy, x])[0],
+    // From the output: y > 0 exactly where x > 0 (NaN: neither), so the forward input need
+    // not be kept for the backward pass, and the op before Relu can take it as its epilogue.
+    grad: (ctx, _x, y, dy) => ctx.emit('mpc.ReluGrad', [dy, y])[0],
   }),
   binaryOp({
     op: 'mpc.ReluGrad',

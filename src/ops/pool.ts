@@ -505,6 +505,8 @@ return i32(plane * ${planeU(g)}) + ${colMajor(n) ? (g.is3 ? `t / ${g.W * g.H} + 
     precision: 'follow',
     arity: [2, 2],
     outputs: 1,
+    // One map kernel over dX: the gradient of the op before it (ReluGrad) fuses into its store.
+    epilogue: true,
     infer: (n, [dy, x]) => {
       checkShape(n, 'dY', dy.shape, poolOutShape(poolGeom(n, x.shape), x.shape[1]));
       return [{ dtype: dy.dtype, shape: [...x.shape] }];
