@@ -166,7 +166,10 @@ export function buildCli(): Command {
           `compiled ${model} with policy ${c.program.policy} (batch ${c.program.batch}, ${c.program.optimizer.kind}, loss scale ${c.program.lossScale.kind}) in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
           `  ${c.program.kernels.length} kernel dispatches (${c.code.files.size} distinct kernels), ${c.program.buffers.length} buffers in ${c.program.allocations.length} allocations, ${casts} casts in the training step`,
           `  device memory: ${Object.entries(m.byRole).map(([r, b]) => `${r} ${kib(b)}`).join(', ')}`,
-          `  activations: ${kib(m.plan.activation.planned)} planned (${kib(m.plan.activation.unplanned)} with a buffer per value)${m.plan.train ? `; training step: ${kib(m.plan.train.saved)} saved for backward, ${kib(m.plan.train.peak)} peak live (${kib(m.plan.train.peakWithoutGradients)} without the ${kib(m.plan.train.gradients)} of parameter gradients)` : ''}`,
+          `  activations: ${kib(m.plan.activation.planned)} planned (${kib(m.plan.activation.unplanned)} with a buffer per value)`,
+          ...(m.plan.train
+            ? [`  training step: ${kib(m.plan.train.saved)} saved for backward; peak ${kib(m.plan.train.peak)} live (${kib(m.plan.train.peakWithoutGradients)} without the ${kib(m.plan.train.gradients)} of parameter gradients)`]
+            : []),
           `  GEMM operands: ${kib(m.gemmOperands.bytes)} (${((100 * m.gemmOperands.bytes) / m.gemmOperands.f32Bytes).toFixed(0)}% of fp32)`,
           `  -> ${o.out}`,
         ];
