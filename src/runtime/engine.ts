@@ -85,7 +85,10 @@ export async function openProgram(p: LoadedProgram): Promise<GpuProgram> {
   if (want !== undefined && gpu.subgroupSize !== want)
     throw new InputError(`${p.dir}: compiled for subgroups of ${want}, but ${gpu.adapterName} has ${gpu.subgroupSize ?? 'no fixed subgroup size'}; recompile (--subgroup-size auto or off)`);
   const prog = await GpuProgram.create(gpu, { ...p.program, files: p.files });
-  for (const [name, t] of p.init) prog.write(prog.bufferIndex(name), t.data);
+  // New device buffers hold zeros (WebGPU clears them), and persistent buffers never share
+  // an allocation: the all-zero tensors need no upload.
+  const zeros = new Set(p.program.zeros ?? []);
+  for (const [name, t] of p.init) if (!zeros.has(name)) prog.write(prog.bufferIndex(name), t.data);
   return prog;
 }
 
