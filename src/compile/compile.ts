@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Graph } from '../ir/graph.js';
 import { staticShape } from '../ir/graph.js';
-import type { Tensor } from '../ir/tensor.js';
+import { isAllZero, type Tensor } from '../ir/tensor.js';
 import { graphToJson } from '../ir/serialize.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
 import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE, type PipelineOpts } from '../passes/pipeline.js';
@@ -108,15 +108,8 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   };
   const init = new Map<string, Tensor>();
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);
-  program.zeros = [...init].filter(([, t]) => allZeroBits(t)).map(([name]) => name);
+  program.zeros = [...init].filter(([, t]) => isAllZero(t)).map(([name]) => name);
   return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init };
-}
-
-/** Whether every element's bit pattern is zero (+0.0 or 0). */
-function allZeroBits(t: Tensor): boolean {
-  const words = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
-  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
-  return true;
 }
 
 /** Passes whose failures are the model's fault (a dimension left open, inconsistent shapes). */

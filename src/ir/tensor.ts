@@ -18,9 +18,22 @@ export function sizeOf(shape: readonly number[]): number {
   return n;
 }
 
+/** Payloads made by `zeros` (payloads are never written after creation, see ir/graph.ts). */
+const zeroPayloads = new WeakSet<object>();
+
 export function zeros(dtype: DType, shape: number[]): Tensor {
   const n = sizeOf(shape);
-  return { dtype, shape: [...shape], data: isFloat(dtype) ? new Float32Array(n) : new Int32Array(n) };
+  const data = isFloat(dtype) ? new Float32Array(n) : new Int32Array(n);
+  zeroPayloads.add(data);
+  return { dtype, shape: [...shape], data };
+}
+
+/** Whether every element of `t` is +0 (known for `zeros` tensors without reading them). */
+export function isAllZero(t: Tensor): boolean {
+  if (zeroPayloads.has(t.data)) return true;
+  const words = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+  return true;
 }
 
 export function fromArray(dtype: DType, shape: number[], values: ArrayLike<number>): Tensor {
