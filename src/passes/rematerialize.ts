@@ -91,12 +91,15 @@ export const rematerialize: Pass = {
       for (let i = 1; taken(s); i++) s = `${base}_${i}`;
       return s;
     };
-    const copies = new Map<string, string>(); // forward value -> its recomputed copy
+    // Each gradient node gets its own recomputed copy of what it reads (shared only within
+    // that copy): then every recomputed value has a single reader, and fusion folds the whole
+    // recomputation into the reader's kernel instead of holding it in memory.
+    const copies = new Map<string, string>(); // `${forward value}|${reader}` -> its recomputed copy
     const before = new Map<Node, Node[]>(); // gradient node -> nodes recomputed right before it
     // The value to read in the backward pass instead of `v` (recomputing it if it is cheap and
     // its inputs allow; else `v` itself, which is then kept).
     const materialize = (v: string, at: Node): string => {
-      const done = copies.get(v);
+      const done = copies.get(`${v}|${at.name}`);
       if (done) return done;
       if (kept(v) || (bwdReads.has(v) && !recomputed.has(v))) return v;
       const n = fwd.get(v)!;
@@ -110,7 +113,7 @@ export const rematerialize: Pass = {
       const list = before.get(at);
       if (list) list.push(copy);
       else before.set(at, [copy]);
-      copies.set(v, out);
+      copies.set(`${v}|${at.name}`, out);
       return out;
     };
     for (const n of g.nodes.slice(first)) n.inputs = n.inputs.map((i) => (i && recomputed.has(i) ? materialize(i, n) : i));
