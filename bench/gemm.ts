@@ -83,6 +83,24 @@ export async function readBack(device: GPUDevice, buffer: GPUBuffer): Promise<Ui
   return bytes;
 }
 
+/** Compiles `wgsl` over `buffers` bound in order; returns a function that runs one dispatch to completion. */
+export async function dispatcher(device: GPUDevice, wgsl: string, name: string, buffers: GPUBuffer[], workgroups: [number, number, number]): Promise<() => Promise<void>> {
+  const module = await compileShader(device, wgsl, name);
+  const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  const bindGroup = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  return () =>
+    submitAndWait(device, (e) => {
+      const pass = e.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...workgroups);
+      pass.end();
+    });
+}
+
 /** A compute pipeline over buffers bound in order, as a timed contender. */
 async function gpuContender(
   gpu: Gpu,
@@ -100,20 +118,7 @@ async function gpuContender(
     storageBuffer(device, packValues(dtype, layout, p.b, bytes)),
     storageBuffer(device, bytes),
   ];
-  const module = await compileShader(device, spec.wgsl, name);
-  const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const bindGroup = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
-  const run = () =>
-    submitAndWait(device, (e) => {
-      const pass = e.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(...spec.workgroups);
-      pass.end();
-    });
+  const run = await dispatcher(device, spec.wgsl, name, buffers, spec.workgroups);
   return {
     name,
     dtype,

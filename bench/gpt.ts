@@ -13,12 +13,12 @@ import { bufferBytes, layoutOf } from '../src/codegen/storage.js';
 import { staticShape, type Graph } from '../src/ir/graph.js';
 import { floatInfo, roundArray, type FloatDType } from '../src/ir/dtypes.js';
 import { GPT12, gptOnnx } from '../src/models/gpt.js';
-import { compileShader, getGpu, type Gpu } from '../src/runtime/device.js';
+import { getGpu, type Gpu } from '../src/runtime/device.js';
 import { gpuEngine, loadProgramDir, type Engine } from '../src/runtime/engine.js';
 import { packValues, unpackValues } from '../src/runtime/layout-io.js';
-import { randomValues, readBack, storageBuffer } from './gemm.js';
+import { dispatcher, randomValues, readBack, storageBuffer } from './gemm.js';
 import { registerSection, type SectionContext } from './registry.js';
-import { fmt, submitAndWait, timeRoundRobin, type Contender } from './timing.js';
+import { fmt, timeRoundRobin, type Contender } from './timing.js';
 
 /** Repository root (this file runs as dist/bench/gpt.js). */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -293,20 +293,7 @@ async function gemmContender(gpu: Gpu, dtype: FloatDType): Promise<Contender & {
     storageBuffer(device, packValues(dtype, layout, b, bufferBytes(layout, GK * GN))),
     storageBuffer(device, outBytes),
   ];
-  const module = await compileShader(device, kernel.wgsl, kernel.name);
-  const pipeline = await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-  const bindGroup = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
-  const run = () =>
-    submitAndWait(device, (e) => {
-      const pass = e.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(...kernel.dispatch);
-      pass.end();
-    });
+  const run = await dispatcher(device, kernel.wgsl, kernel.name, buffers, kernel.dispatch);
   const check = async () => {
     await run();
     const got = unpackValues(dtype, layout, await readBack(device, buffers[2]), GM * GN) as Float32Array;

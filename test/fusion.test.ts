@@ -1,15 +1,11 @@
 // Elementwise fusion: fused programs train bit-identically to unfused ones on the bundled
 // models under every policy (the same rounding points), with fewer dispatches; a value the
 // host reads is never fused away.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileModel, writeCompiled } from '../src/compile/compile.js';
-import { gpuEngine, loadProgramDir } from '../src/runtime/engine.js';
+import { compileModel } from '../src/compile/compile.js';
 import { planFusion } from '../src/codegen/fuse.js';
 import { opRow } from '../src/ops/table.js';
-import { decodeArray, loadFixture } from './helpers/fixtures.js';
+import { trainProgram } from './helpers/train-program.js';
 
 // Every bundled model: the GPT blocks have elementwise chains and GEMM epilogues (residual
 // adds, casts); the MLP's and CNN's inference programs fuse Relu into the GEMM before it.
@@ -23,32 +19,11 @@ const CASES = [
   ...['fp32', 'fp16'].map((policy) => ({ model: 'gpt-block-op13', policy })),
 ];
 
-async function trainTwice(model: string, policy: string, fuse: boolean) {
-  const fx = loadFixture(`${model.startsWith('gpt') ? 'gpt' : model}-torch.json`);
-  const xa = decodeArray(fx.batch.x);
-  const batch = Math.min(4, xa.shape[0]);
-  const per = xa.data.length / xa.shape[0];
-  const ya = decodeArray(fx.batch.y);
-  const x = xa.data.slice(0, batch * per) as Float32Array | Int32Array;
-  const y = ya.data.slice(0, (batch * ya.data.length) / ya.shape[0]) as Int32Array;
-  const dir = join(mkdtempSync(join(tmpdir(), 'mpc-fuse-')), 'out');
-  const c = compileModel(`models/${model}.onnx`, { policy, batch, fuse });
-  writeCompiled(dir, c);
-  const e = await gpuEngine(loadProgramDir(dir));
-  const losses = [];
-  for (let i = 0; i < 2; i++) {
-    e.trainStep(x, y);
-    losses.push(await e.loss());
-  }
-  const params = await e.read(Object.keys(c.program.params));
-  return { losses, params: [...params.values()].map((t) => Array.from(t.data)), logits: Array.from(await e.predict(x)), dispatches: c.program.kernels.length };
-}
-
 describe('fusion', () => {
   for (const { model, policy } of CASES)
       it(`${model} ${policy}: fused and unfused programs train bit-identically`, async () => {
-        const fused = await trainTwice(model, policy, true);
-        const plain = await trainTwice(model, policy, false);
+        const fused = await trainProgram(model, { policy, fuse: true }, 2, 4);
+        const plain = await trainProgram(model, { policy, fuse: false }, 2, 4);
         expect(fused.dispatches).toBeLessThan(plain.dispatches);
         expect(fused.losses).toEqual(plain.losses);
         expect(fused.losses.every(Number.isFinite)).toBe(true);

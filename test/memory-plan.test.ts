@@ -3,17 +3,14 @@
 // allocations, independently of the planner's own post-condition); persistent buffers never
 // share; a planned program trains bit-identically to an unplanned one; and low-precision
 // values wait for the backward pass in their own type (no f32 twin).
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileModel, writeCompiled, type ProgramFile } from '../src/compile/compile.js';
-import { gpuEngine, loadProgramDir } from '../src/runtime/engine.js';
+import { compileModel, type ProgramFile } from '../src/compile/compile.js';
 import { importOnnxFile } from '../src/onnx/import.js';
 import { runPipeline, TRAIN_PIPELINE } from '../src/passes/pipeline.js';
 import { passCtx } from '../src/compile/options.js';
 import { runGraph } from '../src/interp/interpreter.js';
 import { decodeArray, loadFixture } from './helpers/fixtures.js';
+import { trainProgram } from './helpers/train-program.js';
 
 const MODELS = ['mlp', 'cnn', 'gpt-block', 'gpt-block-op13'];
 const POLICIES = ['fp32', 'fp16', 'bf16', 'fp8'];
@@ -130,26 +127,8 @@ describe('memory plan on the device', () => {
     ['cnn', 'fp8'],
   ])
     it(`${model} ${policy}: planned and unplanned programs train bit-identically`, async () => {
-      const fx = loadFixture(`${model === 'gpt-block' ? 'gpt' : model}-torch.json`);
-      const x = decodeArray(fx.batch.x).data as Float32Array | Int32Array;
-      const y = decodeArray(fx.batch.y).data as Int32Array;
-      const batch = decodeArray(fx.batch.x).shape[0];
-      const results = [];
-      for (const planMemory of [true, false]) {
-        const dir = join(mkdtempSync(join(tmpdir(), 'mpc-plan-')), 'out');
-        const c = compileModel(`models/${model}.onnx`, { policy, batch, planMemory });
-        writeCompiled(dir, c);
-        const e = await gpuEngine(loadProgramDir(dir));
-        const losses = [];
-        for (let i = 0; i < 3; i++) {
-          e.trainStep(x, y);
-          losses.push(await e.loss());
-        }
-        const params = await e.read(Object.keys(c.program.params));
-        const logits = await e.predict(x);
-        results.push({ losses, params: [...params.values()].map((t) => Array.from(t.data)), logits: Array.from(logits), allocs: c.program.allocations.length });
-      }
-      expect(results[0].allocs).toBeLessThan(results[1].allocs);
+      const results = [await trainProgram(model, { policy, planMemory: true }, 3), await trainProgram(model, { policy, planMemory: false }, 3)];
+      expect(results[0].allocations).toBeLessThan(results[1].allocations);
       expect(results[0].losses).toEqual(results[1].losses);
       expect(results[0].params).toEqual(results[1].params);
       expect(results[0].logits).toEqual(results[1].logits);
