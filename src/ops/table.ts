@@ -16,10 +16,17 @@ import { reduceOps } from './reduce.js';
 import { shapeOps } from './shape.js';
 import { softmaxOps } from './softmax.js';
 import { trainingOps } from './training.js';
+import { activationOps } from './activations.js';
+import { logicOps } from './logic.js';
+import { indexingOps } from './indexing.js';
+import { spatialOps } from './spatial.js';
+import { recurrentOps } from './recurrent.js';
+import { einsumOps } from './einsum.js';
 import type { Node } from '../ir/graph.js';
 import type { OpRow } from './types.js';
 
-const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps, ...fp8Ops, ...convOps, ...poolOps, ...normOps, ...shapeOps, ...gatherOps, ...mathOps, ...reduceOps, ...softmaxOps, ...layerNormOps];
+const ROWS: OpRow[] = [...elementwiseOps, ...movementOps, ...gemmOps, ...castOps, ...lossOps, ...trainingOps, ...fp8Ops, ...convOps, ...poolOps, ...normOps, ...shapeOps, ...gatherOps, ...mathOps, ...reduceOps, ...softmaxOps, ...layerNormOps,
+  ...activationOps, ...logicOps, ...indexingOps, ...spatialOps, ...recurrentOps, ...einsumOps];
 
 const TABLE = new Map<string, OpRow>();
 for (const r of ROWS) {

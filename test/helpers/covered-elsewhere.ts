@@ -16,12 +16,22 @@ import { poolOps } from '../../src/ops/pool.js';
 import { reduceOps } from '../../src/ops/reduce.js';
 import { shapeOps } from '../../src/ops/shape.js';
 import { softmaxOps } from '../../src/ops/softmax.js';
+import { activationOps } from '../../src/ops/activations.js';
+import { logicOps } from '../../src/ops/logic.js';
+import { indexingOps } from '../../src/ops/indexing.js';
+import { spatialOps } from '../../src/ops/spatial.js';
+import { recurrentOps } from '../../src/ops/recurrent.js';
+import { einsumOps } from '../../src/ops/einsum.js';
 import type { OpRow } from '../../src/ops/types.js';
 
 const ELSEWHERE: { file: string; rows: readonly OpRow[] }[] = [
   { file: 'test/ops-conv.test.ts', rows: [...convOps, ...poolOps, ...normOps] },
   { file: 'test/ops-math.test.ts', rows: [...mathOps, ...reduceOps, ...softmaxOps, ...layerNormOps] },
   { file: 'test/ops-shape.test.ts', rows: [...shapeOps, ...gatherOps] },
+  { file: 'test/ops-activations.test.ts', rows: [...activationOps, ...logicOps] },
+  { file: 'test/ops-indexing.test.ts', rows: indexingOps },
+  { file: 'test/ops-spatial.test.ts', rows: spatialOps },
+  { file: 'test/ops-recurrent.test.ts', rows: [...recurrentOps, ...einsumOps] },
   // Mean squared error keeps its cases in the generic tests.
   { file: 'test/ops-loss.test.ts', rows: lossOps.filter((r) => !r.op.startsWith('mpc.MeanSquaredError')) },
 ];

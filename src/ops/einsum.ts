@@ -1,0 +1,4 @@
+// (rows to come)
+import type { OpRow } from './types.js';
+
+export const einsumOps: OpRow[] = [];
