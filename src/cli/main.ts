@@ -2,10 +2,13 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { compileModel, lowerModel, writeCompiled } from '../compile/compile.js';
 import type { CompileOptions } from '../compile/options.js';
+import type { Manifest } from '../compile/manifest.js';
 import { DEFAULT_BATCH, passCtx } from '../compile/options.js';
 import { parseOverride, POLICY_PRESETS, type ClassOverride } from '../ir/policy.js';
 import { printGraph } from '../ir/print.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
+import { readNpy } from '../data/npy.js';
+import type { Tensor } from '../ir/tensor.js';
 import { EVAL_PIPELINE, TRAIN_PIPELINE } from '../passes/pipeline.js';
 import { spawnSync } from 'node:child_process';
 import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
@@ -32,6 +35,9 @@ interface CompileCliOpts {
   fp8Margin: number;
   fp8High: 'bf16' | 'fp16';
   subgroupSize: string;
+  train: string[];
+  freeze: string[];
+  const: Record<string, string>;
 }
 
 function addCompileOptions(cmd: Command): Command {
@@ -67,6 +73,13 @@ function addCompileOptions(cmd: Command): Command {
       return n;
     }, 0)
     .option('--subgroup-size <n>', "use subgroup operations for this fixed subgroup size: 'auto' (the local adapter's, if any), 'off', or N", 'auto')
+    .option('--train <glob>', 'train only the parameters matching GLOB (* and ?; repeatable); the others stay fixed', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--freeze <glob>', 'keep the parameters matching GLOB fixed (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--const <name=file>', 'bind a model input to fixed contents from a .npy file (repeatable), e.g. an attention mask or a shape input', (v: string, acc: Record<string, string>) => {
+      const i = v.indexOf('=');
+      if (i <= 0 || i === v.length - 1) throw new InvalidArgumentError('expected NAME=FILE.npy');
+      return { ...acc, [v.slice(0, i)]: v.slice(i + 1) };
+    }, {})
     .addOption(new Option('--fp8-high <type>', 'fp8 policy: type of everything that is not an fp8 GEMM operand').choices(['bf16', 'fp16']).default('bf16'));
 }
 
@@ -83,7 +96,26 @@ function compileOptions(o: CompileCliOpts): CompileOptions {
     target: { f16: o.f16Storage === 'native' },
     fp8: { scaling: o.fp8Scaling, amax: o.fp8Amax, history: o.fp8History, margin: o.fp8Margin },
     fp8High: o.fp8High === 'fp16' ? 'f16' : undefined,
+    train: o.train,
+    freeze: o.freeze,
+    consts: readConsts(o.const ?? {}),
   };
+}
+
+/** --const NAME=FILE.npy: the arrays as tensors (dtype checked against the input on import). */
+function readConsts(files: Record<string, string>): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, file] of Object.entries(files)) {
+    let a;
+    try {
+      a = readNpy(file);
+    } catch (e) {
+      throw new InputError(`--const ${name}: ${(e as Error).message}`);
+    }
+    const dtype = a.dtype === 'b1' ? 'bool' : a.dtype.startsWith('f') ? 'f32' : 'i32';
+    out[name] = { dtype, shape: a.shape, data: dtype === 'f32' ? Float32Array.from(a.data) : Int32Array.from(a.data) };
+  }
+  return out;
 }
 
 /** --subgroup-size: 'off', a number, or 'auto' = the local adapter's fixed size (if any). */
@@ -107,6 +139,15 @@ function probeSubgroupSize(): number | undefined {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 });
   const n = Number(r.stdout?.trim());
   return r.status === 0 && Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/** The trained/frozen/state initializers, for the compile summary (names listed when few). */
+function paramLines(p: Manifest['params']): string[] {
+  const list = (names: string[]) => (names.length <= 12 ? names.join(', ') : `${names.slice(0, 12).join(', ')}, +${names.length - 12} more`);
+  const lines = [`  trained parameters: ${p.trained.length}${p.trained.length ? ` (${list(p.trained)})` : ''}`];
+  if (p.frozen.length) lines.push(`  frozen: ${p.frozen.map((f) => `${f.name} (${f.reason})`).slice(0, 12).join(', ')}${p.frozen.length > 12 ? `, +${p.frozen.length - 12} more` : ''}`);
+  if (p.state.length) lines.push(`  running statistics (updated as state): ${list(p.state)}`);
+  return lines;
 }
 
 function kib(n: number): string {
@@ -171,6 +212,7 @@ export function buildCli(): Command {
             ? [`  training step: ${kib(m.plan.train.saved)} saved for backward; peak ${kib(m.plan.train.peak)} live (${kib(m.plan.train.peakWithoutGradients)} without the ${kib(m.plan.train.gradients)} of parameter gradients)`]
             : []),
           `  GEMM operands: ${kib(m.gemmOperands.bytes)} (${((100 * m.gemmOperands.bytes) / m.gemmOperands.f32Bytes).toFixed(0)}% of fp32)`,
+          ...paramLines(c.manifest.params),
           `  -> ${o.out}`,
         ];
         process.stdout.write(lines.join('\n') + '\n');
@@ -194,8 +236,9 @@ export function buildCli(): Command {
       if (!model) throw new InputError('inspect needs a model (or --list-passes)');
       if (o.after && !passes.some((p) => p.name === o.after))
         throw new InputError(`unknown pass '${o.after}' for the ${o.graph} graph (passes: ${passes.map((p) => p.name).join(', ')})`);
-      const ctx = asInput(() => passCtx(compileOptions(o)));
-      const g = lowerModel(importOnnxFile(model), ctx, passes, model, { after: o.after });
+      const opts = compileOptions(o);
+      const ctx = asInput(() => passCtx(opts));
+      const g = lowerModel(importOnnxFile(model, { consts: opts.consts }), ctx, passes, model, { after: o.after });
       process.stdout.write(`# ${o.graph} graph after ${o.after ?? passes[passes.length - 1].name}, policy ${ctx.policy.name}\n${printGraph(g)}`);
     }),
   );

@@ -47,7 +47,7 @@ function withBatch(opts: CompileOptions, x: Tensor, explicitBatch: boolean): Com
 }
 
 export async function runCommand(model: string, o: { input: string; output: string; backend: 'webgpu' | 'cpu'; batchGiven: boolean }, opts: CompileOptions): Promise<void> {
-  const g0 = importOnnxFile(model);
+  const g0 = importOnnxFile(model, { consts: opts.consts });
   if (g0.inputs.length !== 1) throw new InputError(`${model}: mpc run feeds one input; the model has ${g0.inputs.length}`);
   const inName = g0.inputs[0];
   const x = readInput(o.input, g0.values.get(inName)!.dtype, '--input');
@@ -66,7 +66,7 @@ export async function gradCommand(
   o: { input: string; labels: string; out: string; backend: 'webgpu' | 'cpu'; batchGiven: boolean },
   opts: CompileOptions,
 ): Promise<void> {
-  const g0 = importOnnxFile(model);
+  const g0 = importOnnxFile(model, { consts: opts.consts });
   if (g0.inputs.length !== 1) throw new InputError(`${model}: mpc grad feeds one input; the model has ${g0.inputs.length}`);
   const inName = g0.inputs[0];
   const x = readInput(o.input, g0.values.get(inName)!.dtype, '--input');

@@ -65,7 +65,7 @@ export interface Compiled {
 }
 
 export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (graph: string, pass: string) => void): Compiled {
-  const imported = importOnnxFile(modelPath);
+  const imported = importOnnxFile(modelPath, { consts: opts.consts });
   if (imported.inputs.length !== 1 || imported.outputs.length < 1)
     throw new InputError(`${modelPath}: mpc trains models with one data input and at least one output (found ${imported.inputs.length} inputs)`);
   const ctx = passCtx(opts);

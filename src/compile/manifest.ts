@@ -7,6 +7,8 @@ import { opRow } from '../ops/table.js';
 import type { CodegenResult, MemoryReport } from '../codegen/program.js';
 import type { PassCtx } from '../passes/pass.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
+import type { GradMeta } from '../passes/autodiff.js';
+import type { ParamDecision, ParamSelection } from '../passes/select-params.js';
 
 export interface ManifestTensor {
   name: string;
@@ -26,6 +28,11 @@ export interface Manifest {
   casts: { graph: string; node: string; value: string; from: string; to: string }[];
   /** Every fp8 tensor of the training step: format, scaling recipe and its state buffers. */
   fp8: Fp8Tensor[];
+  /**
+   * Which initializers the training step updates: trained parameters, frozen ones (and why),
+   * and training state taken from the model (BatchNorm running statistics).
+   */
+  params: { trained: string[]; frozen: ParamDecision[]; state: string[] };
   memory: {
     /** Device bytes of all allocations, by the role of the buffers they hold (after the memory plan). */
     byRole: Record<string, number>;
@@ -91,6 +98,18 @@ export function buildManifest(train: Graph, evalG: Graph, code: CodegenResult, c
     tensors: { train: tensorsOf(train, 'train', code), eval: tensorsOf(evalG, 'eval', code) },
     casts,
     fp8: (train.meta.fp8 as Fp8Tensor[] | undefined) ?? [],
+    params: paramReport(train),
     memory: { byRole, plan: code.memory, gemmOperands: { bytes, f32Bytes } },
   };
+}
+
+/** The select-params decisions plus the parameters no gradient reaches (autodiff skips them). */
+export function paramReport(train: Graph): Manifest['params'] {
+  const sel = (train.meta.params as ParamSelection | undefined) ?? { frozen: [], state: [] };
+  const grads = (train.meta.grads as GradMeta | undefined)?.params ?? {};
+  const trained = Object.keys(grads).sort();
+  const unreached = [...train.values.values()]
+    .filter((v) => v.role === 'param' && isFloat(v.dtype) && !(v.name in grads))
+    .map((v) => ({ name: v.name, reason: 'no gradient path to the loss' }));
+  return { trained, frozen: [...sel.frozen, ...unreached].sort((a, b) => a.name.localeCompare(b.name)), state: [...sel.state].sort() };
 }

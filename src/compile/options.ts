@@ -2,6 +2,7 @@
 import { makePolicy, type ClassOverride } from '../ir/policy.js';
 import type { Fp8Config, LossKind, LossScaleConfig, OptimizerConfig, PassCtx } from '../passes/pass.js';
 import type { Target } from '../codegen/kernel.js';
+import type { Tensor } from '../ir/tensor.js';
 
 export interface CompileOptions {
   policy: string;
@@ -21,6 +22,12 @@ export interface CompileOptions {
   planMemory?: boolean;
   /** false: one kernel per node instead of fusing elementwise chains (default true). */
   fuse?: boolean;
+  /** Globs (`*`, `?`) of the initializers to train; the others stay fixed (default: all). */
+  train?: string[];
+  /** Globs of initializers to keep fixed. */
+  freeze?: string[];
+  /** Graph inputs bound to fixed contents at compile time (`--const NAME=FILE.npy`). */
+  consts?: Record<string, Tensor>;
 }
 
 export const FP8_DEFAULTS: Fp8Config = { scaling: 'delayed', amax: 'max', history: 16, margin: 0 };
@@ -64,6 +71,8 @@ export function passCtx(o: CompileOptions): PassCtx {
     lossScale: parseLossScale(o.lossScale ?? policy.lossScale, o.growthInterval),
     fp8,
     target: { f16: true, ...stripUndefined(o.target ?? {}) },
+    ...(o.train?.length ? { train: o.train } : {}),
+    ...(o.freeze?.length ? { freeze: o.freeze } : {}),
   };
 }
 

@@ -26,6 +26,11 @@ const num = (v: Long | null | undefined): number => (v === null || v === undefin
 export interface ImportOptions {
   /** Folder that external tensor data must stay inside (defaults to the model's folder). */
   baseDir?: string;
+  /**
+   * Graph inputs bound to fixed contents (`--const NAME=FILE`): they become constants, so
+   * shapes, axes or masks computed from them are known at compile time.
+   */
+  consts?: Record<string, Tensor>;
 }
 
 export function importOnnxFile(path: string, opts: ImportOptions = {}): Graph {
@@ -37,7 +42,7 @@ export function importOnnxFile(path: string, opts: ImportOptions = {}): Graph {
     if (e instanceof InputError) throw e;
     throw new InputError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  return importOnnx(bytes, { baseDir: opts.baseDir ?? dirname(resolve(path)), label: path });
+  return importOnnx(bytes, { ...opts, baseDir: opts.baseDir ?? dirname(resolve(path)), label: path });
 }
 
 export function importOnnx(bytes: Uint8Array, opts: ImportOptions & { label?: string } = {}): Graph {
@@ -96,9 +101,20 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions & { label?: st
       continue;
     }
     const outputs = [...(n.output ?? [])];
+    if (n.opType === 'BatchNormalization') batchNormForm(name, attrs, outputs, version, model.producerName ?? '', label);
     for (const o of outputs) if (o) graph.values.set(o, { name: o, dtype: 'f32', shape: [], role: 'activation' });
     graph.nodes.push({ name, op: n.opType!, inputs: [...(n.input ?? [])], outputs, attrs });
   }
+  // Training-mode BatchNormalization's extra outputs (saved statistics) that nothing reads.
+  const read = new Set([...graph.nodes.flatMap((n) => n.inputs), ...(g.output ?? []).map((o) => o.name!)]);
+  for (const n of graph.nodes)
+    if (n.op === 'BatchNormalization' && n.outputs.length > 3) {
+      const extra = n.outputs.slice(3).filter(Boolean);
+      const used = extra.filter((o) => read.has(o));
+      if (used.length) throw new InputError(`${label}: BatchNormalization '${n.name}': its saved_mean/saved_var outputs (${used.join(', ')}) are read by the model; mpc computes them only inside the gradient`);
+      for (const o of extra) graph.values.delete(o);
+      n.outputs = n.outputs.slice(0, 3);
+    }
   for (const vi of g.output ?? []) {
     const v = graph.values.get(vi.name!);
     if (!v) throw new InputError(`${label}: graph output '${vi.name}' is not produced by any node`);
@@ -109,7 +125,41 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions & { label?: st
   for (const n of graph.nodes)
     for (const i of n.inputs)
       if (i && !graph.values.has(i)) throw new InputError(`${label}: node '${n.name}' reads '${i}', which nothing defines`);
+  if (opts.consts) bindConstInputs(graph, opts.consts, label);
   return graph;
+}
+
+/** Makes the named graph inputs constants with the given contents (shapes and types checked). */
+function bindConstInputs(g: Graph, consts: Record<string, Tensor>, label: string): void {
+  for (const [name, t] of Object.entries(consts)) {
+    const v = g.values.get(name);
+    if (!v || v.role !== 'input')
+      throw new InputError(`${label}: --const ${name}: the model has no input '${name}' (inputs: ${g.inputs.join(', ') || 'none'})`);
+    if (t.shape.length !== v.shape.length || v.shape.some((d, k) => typeof d === 'number' && d !== t.shape[k]))
+      throw new InputError(`${label}: --const ${name}: shape [${t.shape}] does not fit the input's [${v.shape}]`);
+    const floatIn = isFloat(v.dtype);
+    if (floatIn !== isFloat(t.dtype) || (v.dtype === 'bool') !== (t.dtype === 'bool'))
+      throw new InputError(`${label}: --const ${name}: the data is ${t.dtype}, the input is ${v.dtype}`);
+    const data = floatIn ? Float32Array.from(t.data) : Int32Array.from(t.data);
+    g.values.set(name, { name, dtype: v.dtype, shape: [...t.shape], role: 'const', init: { dtype: v.dtype, shape: [...t.shape], data } });
+    g.inputs = g.inputs.filter((i) => i !== name);
+  }
+}
+
+/**
+ * BatchNormalization in the one form mpc's row takes. Opsets 9-13 have no training_mode
+ * attribute: the node is in training mode when it has more than one output (Y, running mean
+ * and variance, saved mean and variance), so it gets training_mode=1. PyTorch updates its
+ * running variance with the unbiased batch variance, where the ONNX definition uses the
+ * population variance; exports of PyTorch (producer 'pytorch') keep PyTorch's numbers through
+ * the internal attribute running_var_unbiased.
+ */
+function batchNormForm(name: string, attrs: Attrs, outputs: string[], opset: number, producer: string, label: string): void {
+  if (opset < 14 && outputs.filter(Boolean).length > 1) {
+    if (attrs.training_mode !== undefined) throw new InputError(`${label}: BatchNormalization '${name}': training_mode is an attribute of opset 14+, the model is opset ${opset}`);
+    attrs.training_mode = 1;
+  }
+  if (attrs.training_mode === 1 && producer === 'pytorch') attrs.running_var_unbiased = 1;
 }
 
 function valueInfoType(vi: O.IValueInfoProto, label: string): { dtype: DType; shape: Dim[] } {

@@ -42,6 +42,11 @@ function channelVector(n: Node, what: string, t: ValueType | undefined, C: numbe
 
 const training = (n: Node) => attrInt(n, 'training_mode', 0) === 1;
 const epsilon = (n: Node) => attrFloat(n, 'epsilon', 1e-5);
+/**
+ * The factor from the batch's population variance to the variance blended into the running
+ * one: 1 (ONNX), or M / (M - 1) (unbiased, as PyTorch; set by the importer for its exports).
+ */
+const runningVarFactor = (n: Node, d: BnDims) => (attrInt(n, 'running_var_unbiased', 0) === 1 && d.M > 1 ? d.M / (d.M - 1) : 1);
 
 // ---------------------------------------------------------------------------------------------
 // f64 reference math (exported for the finite-difference tests).
@@ -123,8 +128,9 @@ function bnTrainingKernels(n: Node, ctx: EmitCtx) {
   const yt = ctx.type(yn);
   const normalise = (w: KernelWriter, mean: string, variance: string) =>
     `(${w.load(w.bind(xn, xt.dtype, 'read'), 'i')} - ${mean}) / sqrt(${variance} + ${eps}) * ${w.load(w.bind(sn, ctx.type(sn).dtype, 'read'), 'c')} + ${w.load(w.bind(bn, ctx.type(bn).dtype, 'read'), 'c')}`;
-  const running = (w: KernelWriter, input: string, batch: string) =>
-    `${w.load(w.bind(input, ctx.type(input).dtype, 'read'), 'c')} * ${f32Lit(mom)} + ${batch} * ${f32Lit(1 - mom)}`;
+  const running = (w: KernelWriter, input: string, batch: string, k = 1) =>
+    `${w.load(w.bind(input, ctx.type(input).dtype, 'read'), 'c')} * ${f32Lit(mom)} + ${batch} * ${f32Lit(k * (1 - mom))}`;
+  const kVar = runningVarFactor(n, d);
 
   if (rmn && rvn && ctx.type(rmn).dtype === 'f32' && ctx.type(rvn).dtype === 'f32') {
     // The running-statistics outputs hold the batch statistics first: one pass computes
@@ -148,7 +154,7 @@ function bnTrainingKernels(n: Node, ctx: EmitCtx) {
     const blend = perChannel(
       wr,
       d.C,
-      `${wr.store(rm2, 'c', running(wr, mn, wr.load(rm2, 'c')))}\n${wr.store(rv2, 'c', running(wr, vn, wr.load(rv2, 'c')))}`,
+      `${wr.store(rm2, 'c', running(wr, mn, wr.load(rm2, 'c')))}\n${wr.store(rv2, 'c', running(wr, vn, wr.load(rv2, 'c'), kVar))}`,
     );
     return [stats, y, blend];
   }
@@ -172,7 +178,7 @@ function bnTrainingKernels(n: Node, ctx: EmitCtx) {
     const w = ctx.writer(variance ? 'running_var' : 'running_mean');
     defineChannelStats(w, d, w.bind(xn, xt.dtype, 'read'));
     const batch = variance ? 'channel_var(c, channel_mean(c))' : 'channel_mean(c)';
-    kernels.push(mapKernel(w, { out, outDtype: ctx.type(out).dtype, count: d.C, compute: `let c = i;\nreturn ${running(w, input, batch)};` }));
+    kernels.push(mapKernel(w, { out, outDtype: ctx.type(out).dtype, count: d.C, compute: `let c = i;\nreturn ${running(w, input, batch, variance ? kVar : 1)};` }));
   }
   return kernels;
 }
@@ -200,7 +206,7 @@ export const normOps: OpRow[] = [
       channelVector(n, 'input_var', v, d.C);
       if (!training(n) && n.outputs.slice(1).some(Boolean))
         throw new Error(
-          `${n.op} '${n.name}': extra outputs need training_mode=1 (opset 14+); the 5-output training form of opsets 9-13 is not supported`,
+          `${n.op} '${n.name}': the running-statistics outputs exist in training mode only (training_mode=1, or 5 outputs at opsets 9-13)`,
         );
       return [
         { dtype: x.dtype, shape: [...x.shape] },
@@ -214,11 +220,11 @@ export const normOps: OpRow[] = [
       if (!training(n)) return [{ dtype: x.dtype, shape: [...x.shape], data: Float32Array.from(batchNormRef(d, x.data, s.data, b.data, m.data, v.data, eps)) }];
       const mom = attrFloat(n, 'momentum', 0.9);
       const st = batchStatsRef(d, x.data);
-      const blend = (input: ArrayLike<number>, batch: Float64Array) => Float32Array.from(batch, (bv, c) => input[c] * mom + bv * (1 - mom));
+      const blend = (input: ArrayLike<number>, batch: Float64Array, k: number) => Float32Array.from(batch, (bv, c) => input[c] * mom + bv * k * (1 - mom));
       return [
         { dtype: x.dtype, shape: [...x.shape], data: Float32Array.from(batchNormRef(d, x.data, s.data, b.data, st.mean, st.variance, eps)) },
-        { dtype: m.dtype, shape: [d.C], data: blend(m.data, st.mean) },
-        { dtype: v.dtype, shape: [d.C], data: blend(v.data, st.variance) },
+        { dtype: m.dtype, shape: [d.C], data: blend(m.data, st.mean, 1) },
+        { dtype: v.dtype, shape: [d.C], data: blend(v.data, st.variance, runningVarFactor(n, d)) },
       ];
     },
     grad: (ctx) => {

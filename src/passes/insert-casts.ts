@@ -13,8 +13,24 @@ export const insertCasts: Pass = {
   doc: 'insert one Cast per (value, dtype) where an operand\'s dtype differs from its consumer\'s',
   run(g) {
     const made = new Map<string, string>(); // `${value}|${dtype}` -> cast output
+    const subst = new Map<string, string>(); // a model's own Cast made redundant -> the earlier one
+    const outputs = new Set(g.outputs);
     for (let i = 0; i < g.nodes.length; i++) {
       const n = g.nodes[i];
+      n.inputs = n.inputs.map((x) => subst.get(x) ?? x);
+      if (n.op === 'Cast' && !outputs.has(n.outputs[0])) {
+        // A Cast of the model itself: the one Cast of its (value, dtype), unless one was
+        // inserted (or met) before it, which its readers then read instead.
+        const key = `${n.inputs[0]}|${castTarget(n)}`;
+        const c = made.get(key);
+        if (c) {
+          subst.set(n.outputs[0], c);
+          g.values.delete(n.outputs[0]);
+          g.nodes.splice(i--, 1);
+          continue;
+        }
+        made.set(key, n.outputs[0]);
+      }
       if (n.prec && n.prec.cls !== 'cast' && n.prec.cls !== 'none') {
         for (const k of dataInputs(n)) {
           const v = n.inputs[k];
@@ -39,6 +55,7 @@ export const insertCasts: Pass = {
       }
       inferNode(g, n);
     }
+    g.updates = g.updates.map((u) => ({ state: u.state, next: subst.get(u.next) ?? u.next }));
     // Graph outputs keep their declared dtype: the producer's result gets another name and
     // the output name goes to a Cast (reusing one made above for another consumer).
     for (const o of [...g.outputs]) {
@@ -55,11 +72,13 @@ export const insertCasts: Pass = {
     }
     return g;
   },
+  // Over the whole graph: the model's own Casts and the inserted ones together.
   check: (g) => {
     const errs: string[] = [];
     const seen = new Set<string>();
+    const outputs = new Set(g.outputs);
     for (const n of g.nodes) {
-      if (n.op === 'Cast') {
+      if (n.op === 'Cast' && !outputs.has(n.outputs[0])) {
         const key = `${n.inputs[0]}|${castTarget(n)}`;
         if (seen.has(key)) errs.push(`more than one Cast of '${n.inputs[0]}' to ${castTarget(n)}`);
         seen.add(key);

@@ -40,6 +40,10 @@ export interface PassCtx {
   lossScale: LossScaleConfig;
   fp8: Fp8Config;
   target: Target;
+  /** Globs of the parameters to train (default: all); see passes/select-params.ts. */
+  train?: string[];
+  /** Globs of parameters to keep fixed. */
+  freeze?: string[];
 }
 
 export interface Pass {

@@ -1,0 +1,227 @@
+// Import semantics of real PyTorch exports (models/export_import_cases.py, torch 1.13):
+//   - the graph's own repeated work (a mask compared and cast once per block) is merged by
+//     the cse pass, so precision assignment sees one Cast per (value, type);
+//   - BatchNormalization in training mode with 5 outputs (opset 13) and 3 (opset 15): the
+//     running statistics are training state updated with the exported momentum, and equal
+//     PyTorch's after the same SGD steps; evaluation reads them in inference mode;
+//   - the trained initializers are exactly PyTorch's named_parameters: buffers (masks,
+//     running statistics) are never trained; --freeze / --train choose among parameters.
+// The oracle is PyTorch in float64 (test/fixtures/import/reference.json).
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compileModel, writeCompiled, type Compiled } from '../src/compile/compile.js';
+import type { CompileOptions } from '../src/compile/options.js';
+import { passCtx } from '../src/compile/options.js';
+import { runGraph } from '../src/interp/interpreter.js';
+import { importOnnxFile, InputError } from '../src/onnx/import.js';
+import { runPipeline, TRAIN_PIPELINE, EVAL_PIPELINE } from '../src/passes/pipeline.js';
+import { cpuEngine, gpuEngine, loadProgramDir, type Engine } from '../src/runtime/engine.js';
+import type { ParamSelection } from '../src/passes/select-params.js';
+import type { Graph } from '../src/ir/graph.js';
+import { decodeArray, type FixtureArray } from './helpers/fixtures.js';
+import { readFileSync } from 'node:fs';
+
+interface Ref {
+  model: string;
+  opset: number;
+  x: FixtureArray;
+  y: FixtureArray;
+  logits: FixtureArray;
+  loss: number;
+  grads: Record<string, FixtureArray>;
+  parameters: string[];
+  buffers: string[];
+  initializers: string[];
+  sgd?: { lr: number; steps: number; losses: number[]; state: Record<string, FixtureArray> };
+}
+
+const REF = JSON.parse(readFileSync(new URL('./fixtures/import/reference.json', import.meta.url), 'utf8')) as Record<string, Ref>;
+const file = (m: string) => new URL(`./fixtures/import/${m}.onnx`, import.meta.url).pathname;
+
+/** max |a - b| relative to max |b| (the tensor's scale). */
+function relToMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  let d = 0;
+  for (let i = 0; i < b.length; i++) {
+    m = Math.max(m, Math.abs(b[i]));
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+  }
+  return d / Math.max(m, 1e-30);
+}
+
+function compile(model: string, opts: Partial<CompileOptions> = {}): Compiled {
+  const r = REF[model];
+  return compileModel(file(model), { policy: 'fp32', batch: decodeArray(r.x).shape[0], loss: 'cross_entropy', optimizer: { kind: 'sgd', lr: r.sgd?.lr ?? 0.1, momentum: 0 }, ...opts });
+}
+
+function engineOf(c: Compiled, gpu: boolean): Promise<Engine> | Engine {
+  const dir = join(mkdtempSync(join(tmpdir(), 'mpc-import-')), 'out');
+  writeCompiled(dir, c);
+  return gpu ? gpuEngine(loadProgramDir(dir)) : cpuEngine(loadProgramDir(dir));
+}
+
+const trained = (c: Compiled) => Object.keys(c.program.params).sort();
+
+describe('cse: the graph\'s own repeated Casts', () => {
+  it('masked_decoder: the export casts one mask once per block; cse leaves one Cast, and every policy compiles', () => {
+    const g = importOnnxFile(file('masked_decoder'));
+    const ctx = passCtx({ policy: 'fp16', batch: 3 });
+    const castsOfMask = (x: Graph) => x.nodes.filter((n) => n.op === 'Cast' && n.inputs[0] === '/Equal_output_0').length;
+    // The export really has the duplicate work (the oracle for what cse removes).
+    expect(castsOfMask(runPipeline(g, ctx, TRAIN_PIPELINE, { after: 'fold-constants' }))).toBe(2);
+    expect(castsOfMask(runPipeline(g, ctx, TRAIN_PIPELINE, { after: 'cse' }))).toBe(1);
+    for (const policy of ['fp32', 'fp16', 'bf16', 'fp8']) expect(() => runPipeline(g, passCtx({ policy, batch: 3 }), TRAIN_PIPELINE)).not.toThrow();
+    // insert-casts on its own also keeps one Cast per (value, type) when the model has two.
+    expect(() => runPipeline(g, ctx, TRAIN_PIPELINE.filter((p) => p.name !== 'cse'))).not.toThrow();
+  });
+
+  it('cse keeps the forward values: the merged graph computes what the unmerged one does (interpreter)', () => {
+    const g = importOnnxFile(file('masked_decoder'));
+    const ctx = passCtx({ policy: 'fp32', batch: 3 });
+    const r = REF.masked_decoder;
+    const x = decodeArray(r.x);
+    const full = runPipeline(g, ctx, EVAL_PIPELINE);
+    const noCse = runPipeline(g, ctx, EVAL_PIPELINE.filter((p) => p.name !== 'cse'));
+    const a = runGraph(full, { ids: x }).get(full.outputs[0])!.data;
+    const b = runGraph(noCse, { ids: x }).get(noCse.outputs[0])!.data;
+    expect(Array.from(a)).toEqual(Array.from(b));
+  });
+
+  it('the insert-casts post-condition covers the model\'s own Casts', () => {
+    const cast = TRAIN_PIPELINE.find((p) => p.name === 'insert-casts')!;
+    const g = runPipeline(importOnnxFile(file('masked_decoder')), passCtx({ policy: 'fp16', batch: 3 }), TRAIN_PIPELINE, { after: 'insert-casts' });
+    const c = g.nodes.find((n) => n.op === 'Cast')!;
+    g.nodes.push({ ...c, name: 'dup', outputs: ['dup.out'] });
+    g.values.set('dup.out', { ...g.values.get(c.outputs[0])!, name: 'dup.out' });
+    expect(cast.check!(g, passCtx({ policy: 'fp16' })).join()).toMatch(/more than one Cast/);
+  });
+});
+
+describe('masked_decoder (masked_fill, causal-mask buffers, tied embeddings) vs PyTorch float64', () => {
+  const r = REF.masked_decoder;
+  it('trains exactly PyTorch\'s named_parameters (the mask buffers are not trained)', () => {
+    const c = compile('masked_decoder');
+    expect(trained(c)).toEqual(r.parameters);
+    expect(r.buffers.every((b) => !trained(c).includes(b))).toBe(true);
+  });
+
+  for (const backend of ['interp', 'webgpu'] as const)
+    it(`${backend}: logits, loss and every parameter gradient within 1e-4 of PyTorch`, async () => {
+      const c = compile('masked_decoder');
+      const x = decodeArray(r.x).data as Int32Array;
+      const y = decodeArray(r.y).data as Int32Array;
+      const e = await engineOf(c, backend === 'webgpu');
+      expect(relToMax(await e.predict(x), decodeArray(r.logits).data)).toBeLessThan(1e-4);
+      // One SGD step of lr: the update is -lr * grad, so the gradient is read from the change.
+      const names = Object.keys(c.program.params);
+      const before = await e.read(names);
+      e.trainStep(x, y);
+      expect(Math.abs((await e.loss()) - r.loss) / r.loss).toBeLessThan(1e-5);
+      const after = await e.read(names);
+      for (const p of names) {
+        const g = decodeArray(r.grads[p]).data;
+        const b = before.get(p)!.data;
+        const a = after.get(p)!.data;
+        const got = Float64Array.from(a, (v, i) => (b[i] - v) / 0.1);
+        // The update is rounded to f32 weights: compare at the weights' resolution.
+        const wmax = Math.max(...Array.from(b, Math.abs));
+        const err = Math.max(...Array.from(got, (v, i) => Math.abs(v - g[i])));
+        const gmax = Math.max(...Array.from(g, Math.abs));
+        expect(err, p).toBeLessThan(Math.max(1e-4 * gmax, (4 * 2 ** -24 * wmax) / 0.1));
+      }
+    });
+});
+
+describe('BatchNormalization in training mode (opset 13: 5 outputs; opset 15: 3)', () => {
+  for (const model of ['bn_cnn_op13', 'bn_cnn_op15'])
+    for (const backend of ['interp', 'webgpu'] as const)
+      it(`${model} ${backend}: 3 SGD steps give PyTorch's losses, weights and running statistics`, async () => {
+        const r = REF[model];
+        const c = compile(model);
+        const sel = c.train.meta.params as ParamSelection;
+        expect(sel.state.sort()).toEqual(r.buffers.filter((b) => /running_(mean|var)$/.test(b)).sort());
+        expect(trained(c)).toEqual(r.parameters);
+        const x = decodeArray(r.x).data as Float32Array;
+        const y = decodeArray(r.y).data as Int32Array;
+        const e = await engineOf(c, backend === 'webgpu');
+        // Before training, evaluation uses the initial running statistics (inference mode);
+        // training-mode logits equal PyTorch's.
+        const losses = [];
+        for (let s = 0; s < r.sgd!.steps; s++) {
+          e.trainStep(x, y);
+          losses.push(await e.loss());
+        }
+        for (let s = 0; s < losses.length; s++) expect(Math.abs(losses[s] - r.sgd!.losses[s]), `loss ${s}`).toBeLessThan(1e-5 * r.sgd!.losses[s]);
+        const names = Object.keys(r.sgd!.state).filter((k) => c.train.values.has(k));
+        const got = await e.read(names);
+        for (const k of names) {
+          const want = decodeArray(r.sgd!.state[k]).data;
+          const tol = /running_(mean|var)/.test(k) ? 1e-5 : 1e-4;
+          expect(relToMax(got.get(k)!.data, want), k).toBeLessThan(tol);
+        }
+      });
+
+  it('evaluation runs BatchNormalization in inference mode with the running statistics', () => {
+    const c = compile('bn_cnn_op13');
+    const bn = c.eval.nodes.filter((n) => n.op === 'BatchNormalization');
+    expect(bn.length).toBe(2);
+    for (const n of bn) {
+      expect(n.attrs.training_mode).toBe(0);
+      expect(c.eval.values.get(n.inputs[3])!.role).toBe('state');
+    }
+    // The train step writes the running statistics back.
+    expect(c.train.updates.map((u) => u.state).sort()).toEqual(expect.arrayContaining(['b1.running_mean', 'b1.running_var', 'b2.running_mean', 'b2.running_var']));
+  });
+
+  it('a model that reads saved_mean/saved_var is refused with a clear error', async () => {
+    const { default: onnxProto } = await import('onnx-proto');
+    const m = onnxProto.onnx.ModelProto.decode(readFileSync(file('bn_cnn_op13')));
+    const bn = m.graph!.node!.find((n) => n.opType === 'BatchNormalization')!;
+    m.graph!.output!.push(onnxProto.onnx.ValueInfoProto.create({ name: bn.output![3], type: m.graph!.output![0].type }));
+    const { importOnnx } = await import('../src/onnx/import.js');
+    expect(() => importOnnx(onnxProto.onnx.ModelProto.encode(m).finish())).toThrow(/saved_mean\/saved_var/);
+  });
+});
+
+describe('trainable parameters: rule and overrides', () => {
+  it('a non-finite initializer (an additive -inf mask) is a constant, never trained', async () => {
+    const { default: onnxProto } = await import('onnx-proto');
+    const O = onnxProto.onnx;
+    // y = x W + mask, mask has -inf: it reaches the loss through Add, a differentiable input.
+    const t = (name: string, dims: number[], vals: number[]) => O.TensorProto.create({ name, dims, dataType: 1, floatData: vals });
+    const vi = (name: string, dims: number[]) => O.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+    const model = O.ModelProto.create({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'g',
+        node: [
+          { opType: 'MatMul', input: ['x', 'W'], output: ['h'], name: 'mm' },
+          { opType: 'Add', input: ['h', 'mask'], output: ['y'], name: 'add' },
+        ],
+        initializer: [t('W', [2, 3], [1, 2, 3, 4, 5, 6]), t('mask', [3], [0, -Infinity, 0])],
+        input: [vi('x', [4, 2])],
+        output: [vi('y', [4, 3])],
+      },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'mpc-mask-'));
+    const path = join(dir, 'm.onnx');
+    (await import('node:fs')).writeFileSync(path, O.ModelProto.encode(model).finish());
+    const c = compileModel(path, { policy: 'fp32', batch: 4 });
+    expect(Object.keys(c.program.params)).toEqual(['W']);
+    expect((c.train.meta.params as ParamSelection).frozen).toEqual([{ name: 'mask', reason: expect.stringMatching(/infinite/) }]);
+  });
+
+  it('--freeze GLOB and --train GLOB choose the trained parameters; a glob that matches nothing is an input error', () => {
+    const frozen = compile('bn_cnn_op15', { freeze: ['c*'] });
+    expect(trained(frozen)).toEqual(['b1.bias', 'b1.weight', 'b2.bias', 'b2.weight', 'fc.bias', 'fc.weight']);
+    const only = compile('bn_cnn_op15', { train: ['fc.*'] });
+    expect(trained(only)).toEqual(['fc.bias', 'fc.weight']);
+    expect((only.train.meta.params as ParamSelection).frozen.map((f) => f.name)).toContain('c1.weight');
+    expect(() => compile('bn_cnn_op15', { freeze: ['nothing.*'] })).toThrow(InputError);
+    expect(() => compile('bn_cnn_op15', { freeze: ['nothing.*'] })).toThrow(/matches no parameter/);
+  });
+});
