@@ -225,3 +225,72 @@ describe('trainable parameters: rule and overrides', () => {
     expect(() => compile('bn_cnn_op15', { freeze: ['nothing.*'] })).toThrow(/matches no parameter/);
   });
 });
+
+describe('Dropout in training mode: a fresh mask every step', () => {
+  /** x [4,16] -> MatMul W [16,8] -> Dropout(0.5, training) -> Dropout(0.5, training) -> y */
+  async function dropoutModel(): Promise<string> {
+    const { default: onnxProto } = await import('onnx-proto');
+    const O = onnxProto.onnx;
+    const W = Array.from({ length: 128 }, (_, i) => Math.sin(i) * 0.3);
+    const vi = (name: string, dims: number[]) => O.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => ({ dimValue: d })) } } } });
+    const model = O.ModelProto.create({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'g',
+        node: [
+          { opType: 'MatMul', input: ['x', 'W'], output: ['h'], name: 'mm' },
+          { opType: 'Dropout', input: ['h', 'ratio', 'train'], output: ['d1'], name: 'drop1' },
+          { opType: 'Dropout', input: ['h', 'ratio', 'train'], output: ['d2'], name: 'drop2' },
+          { opType: 'Add', input: ['d1', 'd2'], output: ['y'], name: 'add' },
+        ],
+        initializer: [
+          O.TensorProto.create({ name: 'W', dims: [16, 8], dataType: 1, floatData: W }),
+          O.TensorProto.create({ name: 'ratio', dims: [], dataType: 1, floatData: [0.5] }),
+          O.TensorProto.create({ name: 'train', dims: [], dataType: 9, int32Data: [1] }),
+        ],
+        input: [vi('x', [4, 16])],
+        output: [vi('y', [4, 8])],
+      },
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'mpc-dropout-'));
+    const path = join(dir, 'drop.onnx');
+    (await import('node:fs')).writeFileSync(path, O.ModelProto.encode(model).finish());
+    return path;
+  }
+  const x = Float32Array.from({ length: 64 }, (_, i) => Math.cos(i));
+  const y = Int32Array.from({ length: 4 }, (_, i) => i);
+
+  it('interpreter: the masks change from step to step, and two Dropouts of one value differ', async () => {
+    const c = compileModel(await dropoutModel(), { policy: 'fp32', batch: 4, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0 } });
+    const { InterpSession } = await import('../src/interp/interpreter.js');
+    const s = new InterpSession(c.train);
+    const drops = c.train.nodes.filter((n) => n.op === 'Dropout' && !n.phase);
+    expect(drops.length).toBe(2);
+    const mask = (env: Map<string, { data: ArrayLike<number> }>, k: number) => Array.from(env.get(drops[k].outputs[0])!.data, (v) => (v === 0 ? 0 : 1)).join('');
+    const e1 = s.step({ x: { dtype: 'f32', shape: [4, 16], data: x }, [c.program.io.labels]: { dtype: 'i64', shape: [4], data: y } });
+    const m1 = [mask(e1, 0), mask(e1, 1)];
+    const e2 = s.step({ x: { dtype: 'f32', shape: [4, 16], data: x }, [c.program.io.labels]: { dtype: 'i64', shape: [4], data: y } });
+    expect(mask(e2, 0)).not.toBe(m1[0]);
+    expect(m1[1]).not.toBe(m1[0]);
+    // About half dropped.
+    const kept = m1[0].split('').filter((b) => b === '1').length;
+    expect(kept).toBeGreaterThan(8);
+    expect(kept).toBeLessThan(24);
+  });
+
+  it('WebGPU draws the same masks as the interpreter at every step, and the counter is training state', async () => {
+    const c = compileModel(await dropoutModel(), { policy: 'fp32', batch: 4, optimizer: { kind: 'sgd', lr: 0.05, momentum: 0 } });
+    const cpu = await engineOf(c, false);
+    const gpu = await engineOf(c, true);
+    for (let s = 0; s < 3; s++) {
+      cpu.trainStep(x, y);
+      gpu.trainStep(x, y);
+      expect(Math.abs((await gpu.loss()) - (await cpu.loss()))).toBeLessThan(1e-5);
+    }
+    const [a, b] = [await cpu.read(['W', 'rng.step']), await gpu.read(['W', 'rng.step'])];
+    expect(relToMax(b.get('W')!.data, a.get('W')!.data)).toBeLessThan(1e-6);
+    expect(Array.from(b.get('rng.step')!.data)).toEqual([3]);
+    expect(c.program.buffers.find((buf) => buf.name === 'rng.step')!.role).toBe('state');
+  });
+});

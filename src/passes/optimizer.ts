@@ -4,6 +4,7 @@ import { addNode, addState } from '../ir/build.js';
 import { fromArray, zeros } from '../ir/tensor.js';
 import { HPARAM, HPARAM_COUNT } from '../ops/training.js';
 import type { GradMeta } from './autodiff.js';
+import { RNG_STEP } from './dropout-rng.js';
 import type { OptimizerConfig, Pass } from './pass.js';
 
 export const HPARAMS = 'optim.hparams';
@@ -51,6 +52,11 @@ export const optimizer: Pass = {
         });
         g.updates.push({ state: p, next: np }, { state: m, next: nm }, { state: v, next: nv });
       }
+    }
+    // The Dropout step counter (dropout-rng) moves on after everything that read it.
+    if (g.values.get(RNG_STEP)?.role === 'state') {
+      const next = addNode(g, 'mpc.StepCount', [RNG_STEP], { name: 'rng_step_count' })[0];
+      g.updates.push({ state: RNG_STEP, next });
     }
     g.meta.optimizer = { ...o };
     return g;

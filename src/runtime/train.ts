@@ -1,5 +1,6 @@
 // The training loop shared by `mpc train` and the generated train.mjs: data, epochs,
 // progress, evaluation and the trained weights.
+import { RNG_STEP, rngStart } from '../passes/dropout-rng.js';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { loadFashionMnist, loadIdxPair, loadNpyPair, type Split } from '../data/datasets.js';
@@ -215,6 +216,9 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   const optimizer = { ...p.program.optimizer, ...(opts.lr !== undefined ? { lr: opts.lr } : {}) };
   let step = 0;
   if (opts.resume) step = await loadCheckpoint(engine, p, opts.resume);
+  else if (p.program.buffers.some((b) => b.name === RNG_STEP))
+    // Dropout masks: a stream of its own per training seed (a checkpoint carries the counter).
+    engine.write(new Map([[RNG_STEP, { dtype: 'i32', shape: [], data: Int32Array.of(rngStart(opts.seed)) }]]));
   engine.setHparams(hparamValues(optimizer));
 
   const stepsPerEpoch = Math.floor(data.train.n / batch);
