@@ -294,3 +294,53 @@ describe('Dropout in training mode: a fresh mask every step', () => {
     expect(c.program.buffers.find((buf) => buf.name === 'rng.step')!.role).toBe('state');
   });
 });
+
+describe('sequence data from npy/npz: token ids of any integer type, labels per position', () => {
+  const quiet = { start() {}, update() {}, stop() {}, log() {} };
+  async function compiled(): Promise<string> {
+    const dir = join(mkdtempSync(join(tmpdir(), 'mpc-seq-')), 'out');
+    writeCompiled(dir, compileModel(file('masked_decoder'), { policy: 'bf16', batch: 3, optimizer: { kind: 'adam', lr: 1e-2 } }));
+    return dir;
+  }
+  /** n windows of a repeating pattern (learnable: the next token is a function of this one). */
+  function windows(n: number, vocab: number, dtype: 'i8' | 'u1' | 'i4') {
+    const x = new Int32Array(n * 8);
+    const y = new Int32Array(n * 8);
+    for (let s = 0; s < n; s++)
+      for (let t = 0; t < 8; t++) {
+        x[s * 8 + t] = (s + 3 * t) % vocab;
+        y[s * 8 + t] = (s + 3 * t + 3) % vocab;
+      }
+    return { x: { dtype, shape: [n, 8], data: dtype === 'u1' ? Uint8Array.from(x) : x }, y: { dtype, shape: [n, 8], data: dtype === 'u1' ? Uint8Array.from(y) : y } };
+  }
+
+  it('npz (int64 ids) and npy (uint8 ids): a decoder trains on [n, seq] labels and its loss falls', async () => {
+    const { writeNpz, saveNpy } = await import('../src/data/npy.js');
+    const { train } = await import('../src/runtime/train.js');
+    const dir = await compiled();
+    const tmp = mkdtempSync(join(tmpdir(), 'mpc-seqdata-'));
+    const w = windows(60, 32, 'i8');
+    writeNpz(join(tmp, 'd.npz'), { x: w.x as never, y: w.y as never });
+    const s1 = await train({ dir, data: `npz:${join(tmp, 'd.npz')}`, epochs: 8, backend: 'cpu', seed: 0, logEvery: 1 }, quiet);
+    expect(s1.steps).toBeGreaterThan(100);
+    expect(s1.train_loss).toBeLessThan(0.5 * Math.log(32));
+    const u = windows(30, 32, 'u1');
+    saveNpy(join(tmp, 'x.npy'), u.x as never);
+    saveNpy(join(tmp, 'y.npy'), u.y as never);
+    const s2 = await train({ dir, data: `npy:${join(tmp, 'x.npy')},${join(tmp, 'y.npy')}`, epochs: 1, backend: 'cpu', seed: 0, logEvery: 1 }, quiet);
+    expect(Number.isFinite(s2.train_loss)).toBe(true);
+  });
+
+  it('a token id beyond the embedding table is a clear input error before training', async () => {
+    const { writeNpz } = await import('../src/data/npy.js');
+    const { train } = await import('../src/runtime/train.js');
+    const dir = await compiled();
+    const tmp = mkdtempSync(join(tmpdir(), 'mpc-seqdata-'));
+    const w = windows(12, 40, 'i8'); // ids up to 39, the table has 32 rows
+    writeNpz(join(tmp, 'd.npz'), { x: w.x as never, y: windows(12, 32, 'i8').y as never });
+    await expect(train({ dir, data: `npz:${join(tmp, 'd.npz')}`, epochs: 1, backend: 'webgpu', seed: 0, logEvery: 1 }, quiet)).rejects.toThrow(
+      /token id 3\d .*outside the embedding table of 32 rows/,
+    );
+    await expect(train({ dir, data: `npz:${join(tmp, 'd.npz')}`, epochs: 1, backend: 'cpu', seed: 0, logEvery: 1 }, quiet)).rejects.toThrow(InputError);
+  });
+});

@@ -43,7 +43,13 @@ export interface ProgramFile {
   kernels: ProgramKernel[];
   schedules: Record<'train' | 'eval', Schedule>;
   /** The model's data input, the labels input and the prediction output (eval schedule). */
-  io: { input: string; labels: string; prediction: string };
+  io: {
+    input: string;
+    labels: string;
+    prediction: string;
+    /** When the input holds indices (token ids): the size of the smallest table they index. */
+    indexRange?: number;
+  };
   /** ONNX initializer name → buffer index of its fp32 master weight. */
   params: Record<string, number>;
   /** Buffer indices of training state the host reads or writes. */
@@ -94,7 +100,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
     allocations: code.allocations,
     kernels: code.kernels,
     schedules: code.schedules as ProgramFile['schedules'],
-    io: { input: imported.inputs[0], labels: loss.labels, prediction: imported.outputs[0] },
+    io: { input: imported.inputs[0], labels: loss.labels, prediction: imported.outputs[0], ...indexRangeOf(evalG, imported.inputs[0]) },
     params: Object.fromEntries(Object.keys(grads).map((p) => [p, tb[p]])),
     state: {
       hparams: tb[HPARAMS],
@@ -110,6 +116,22 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);
   program.zeros = [...init].filter(([, t]) => isAllZero(t)).map(([name]) => name);
   return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init };
+}
+
+/**
+ * The number of rows an integer input may index: the smallest axis it is a Gather index into
+ * (an embedding table), so that data can be checked on load.
+ */
+function indexRangeOf(g: Graph, input: string): { indexRange?: number } {
+  let range: number | undefined;
+  for (const n of g.nodes)
+    if (n.op === 'Gather' && n.inputs[1] === input) {
+      const shape = staticShape(g.values.get(n.inputs[0])!);
+      const axis = Number(n.attrs.axis ?? 0);
+      const dim = shape[axis < 0 ? axis + shape.length : axis];
+      range = range === undefined ? dim : Math.min(range, dim);
+    }
+  return range === undefined ? {} : { indexRange: range };
 }
 
 /** Passes whose failures are the model's fault (a dimension left open, inconsistent shapes). */

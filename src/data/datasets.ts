@@ -3,16 +3,19 @@
 //
 // Images come back as one flat Float32Array of n * prod(shape) values;
 // 8-bit pixels are scaled to [0, 1] by dividing by 255, float data are kept
-// as they are. Labels come back as an Int32Array of class indices.
+// as they are. Token ids (for a model whose input is integer) come back as an
+// Int32Array, unscaled, from any integer type. Labels come back as an
+// Int32Array of class indices: one per sample, or one per position (shape
+// [n, ...], e.g. [n, seq] for a language model).
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readIdx, type IdxTensor } from './idx.js';
-import { readNpy, type NpyArray } from './npy.js';
+import { readNpy, readNpz, type NpyArray } from './npy.js';
 
 export interface Split {
-  /** n * prod(shape) values, sample-major. */
-  x: Float32Array;
+  /** n * prod(shape) values, sample-major: floats, or token ids. */
+  x: Float32Array | Int32Array;
   y: Int32Array;
   n: number;
 }
@@ -20,7 +23,12 @@ export interface Split {
 export interface LabelledData extends Split {
   /** Shape of one sample, e.g. [1, 28, 28]. */
   shape: number[];
+  /** Labels per sample (the product of the labels' dimensions after the first). */
+  labelsPer: number;
 }
+
+/** Integer dtype names of IDX (u8, i8, i16, i32) and numpy (u1, i4, i8 = int64, range-checked into int32). */
+const INTEGER = ['u8', 'i8', 'i16', 'i32', 'u1', 'i4'];
 
 export interface Dataset {
   train: Split;
@@ -95,11 +103,10 @@ function imagesToFloat(t: { dtype: string; data: ArrayLike<number> }, path: stri
 }
 
 function labelsToInt(t: { dtype: string; shape: number[]; data: ArrayLike<number> }, path: string): Int32Array {
-  // IDX names (u8, i8 = int8, i16, i32) and numpy names (u1, i4, i8 = int64, already range-checked into int32).
-  if (!['u8', 'i8', 'i16', 'i32', 'u1', 'i4'].includes(t.dtype)) {
+  if (!INTEGER.includes(t.dtype)) {
     throw new Error(`${path}: labels must be integers, got ${t.dtype}`);
   }
-  if (t.shape.length !== 1) throw new Error(`${path}: labels must be one-dimensional, got shape [${t.shape.join(', ')}]`);
+  if (t.shape.length < 1) throw new Error(`${path}: labels need a leading sample dimension, got a scalar`);
   const y = t.data instanceof Int32Array ? t.data : Int32Array.from(t.data);
   for (let i = 0; i < y.length; i++) {
     if (y[i]! < 0) throw new Error(`${path}: label ${y[i]} at index ${i} is negative`);
@@ -107,29 +114,44 @@ function labelsToInt(t: { dtype: string; shape: number[]; data: ArrayLike<number
   return y;
 }
 
+function tokensToInt(t: { dtype: string; data: ArrayLike<number> }, path: string): Int32Array {
+  if (!INTEGER.includes(t.dtype)) throw new Error(`${path}: the model takes token ids (integers), the file holds ${t.dtype}`);
+  return t.data instanceof Int32Array ? t.data : Int32Array.from(t.data);
+}
+
 function pair(
   images: { dtype: string; shape: number[]; data: ArrayLike<number> },
   labels: { dtype: string; shape: number[]; data: ArrayLike<number> },
   imagesPath: string,
   labelsPath: string,
+  tokens = false,
 ): LabelledData {
-  if (images.shape.length < 2) throw new Error(`${imagesPath}: images need a leading sample dimension, got shape [${images.shape.join(', ')}]`);
+  if (images.shape.length < 2) throw new Error(`${imagesPath}: samples need a leading sample dimension, got shape [${images.shape.join(', ')}]`);
   const n = images.shape[0]!;
   const y = labelsToInt(labels, labelsPath);
-  if (y.length !== n) throw new Error(`${labelsPath}: ${y.length} labels for ${n} images in ${imagesPath}`);
-  return { x: imagesToFloat(images, imagesPath), y, n, shape: images.shape.slice(1) };
+  if (labels.shape[0] !== n) throw new Error(`${labelsPath}: labels for ${labels.shape[0]} samples, ${imagesPath} has ${n}`);
+  const x = tokens ? tokensToInt(images, imagesPath) : imagesToFloat(images, imagesPath);
+  return { x, y, n, shape: images.shape.slice(1), labelsPer: n ? y.length / n : 1 };
 }
 
 /** Loads images and labels from IDX files (plain or .gz). */
-export function loadIdxPair(imagesPath: string, labelsPath: string): LabelledData {
+export function loadIdxPair(imagesPath: string, labelsPath: string, tokens = false): LabelledData {
   const images: IdxTensor = readIdx(imagesPath);
   const labels: IdxTensor = readIdx(labelsPath);
-  return pair(images, labels, imagesPath, labelsPath);
+  return pair(images, labels, imagesPath, labelsPath, tokens);
 }
 
-/** Loads images and labels from .npy files (uint8 images are scaled to [0, 1]). */
-export function loadNpyPair(xPath: string, yPath: string): LabelledData {
+/** Loads samples and labels from .npy files (uint8 images are scaled to [0, 1]; token ids are kept). */
+export function loadNpyPair(xPath: string, yPath: string, tokens = false): LabelledData {
   const x: NpyArray = readNpy(xPath);
   const y: NpyArray = readNpy(yPath);
-  return pair(x, y, xPath, yPath);
+  return pair(x, y, xPath, yPath, tokens);
+}
+
+/** Loads samples and labels from one .npz file: arrays `x` and `y` (or the names given). */
+export function loadNpz(path: string, xName = 'x', yName = 'y', tokens = false): LabelledData {
+  const arrays = readNpz(path);
+  for (const k of [xName, yName])
+    if (!arrays[k]) throw new Error(`${path}: no array '${k}' (it has ${Object.keys(arrays).join(', ') || 'none'})`);
+  return pair(arrays[xName], arrays[yName], `${path}:${xName}`, `${path}:${yName}`, tokens);
 }

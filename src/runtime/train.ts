@@ -3,7 +3,7 @@
 import { RNG_STEP, rngStart } from '../passes/dropout-rng.js';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
-import { loadFashionMnist, loadIdxPair, loadNpyPair, type Split } from '../data/datasets.js';
+import { loadFashionMnist, loadIdxPair, loadNpyPair, loadNpz, type LabelledData } from '../data/datasets.js';
 import { decodeTensors, encodeTensors } from '../data/tensor-files.js';
 import { loadTextCorpus } from '../data/text.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
@@ -90,12 +90,15 @@ interface Data {
   unigramEntropy?: number;
 }
 
-function loadPair(spec: string, option: string): Split & { shape: number[] } {
+function loadPair(spec: string, option: string, tokens: boolean): LabelledData {
+  const npz = /^npz:([^,]+)(?:,([^,]+),([^,]+))?$/.exec(spec);
   const m = /^(idx|npy):([^,]+),(.+)$/.exec(spec);
-  if (!m) throw new InputError(`${option} '${spec}': expected fashion-mnist, text:FILE, idx:IMAGES,LABELS or npy:X,Y`);
-  for (const f of [m[2], m[3]]) if (!existsSync(f)) throw new InputError(`${option} '${spec}': ${f}: no such file`);
+  if (!m && !npz) throw new InputError(`${option} '${spec}': expected fashion-mnist, text:FILE, idx:IMAGES,LABELS, npy:X,Y or npz:FILE[,XNAME,YNAME]`);
+  const files = npz ? [npz[1]] : [m![2], m![3]];
+  for (const f of files) if (!existsSync(f)) throw new InputError(`${option} '${spec}': ${f}: no such file`);
   try {
-    return m[1] === 'idx' ? loadIdxPair(m[2], m[3]) : loadNpyPair(m[2], m[3]);
+    if (npz) return loadNpz(npz[1], npz[2], npz[3], tokens);
+    return m![1] === 'idx' ? loadIdxPair(m![2], m![3], tokens) : loadNpyPair(m![2], m![3], tokens);
   } catch (e) {
     throw new InputError(`${option}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -108,8 +111,8 @@ function maxLabel(...ys: Int32Array[]): number {
   return m;
 }
 
-/** `seq`: the program's sequence length, for text data. */
-export function loadData(spec: string, testSpec: string | undefined, seq: number): Data {
+/** `seq`: the program's sequence length, for text data; `tokens`: the model takes integer ids. */
+export function loadData(spec: string, testSpec: string | undefined, seq: number, tokens = false): Data {
   if (spec === 'fashion-mnist') {
     try {
       const d = loadFashionMnist();
@@ -128,22 +131,23 @@ export function loadData(spec: string, testSpec: string | undefined, seq: number
       throw new InputError(`--data: ${(e as Error).message.split('\n')[0]}`);
     }
   }
-  const train = loadPair(spec, '--data');
+  const train = loadPair(spec, '--data', tokens);
   if (testSpec) {
-    const test = loadPair(testSpec, '--test-data');
+    const test = loadPair(testSpec, '--test-data', tokens);
     if (sizeOf(test.shape) !== sizeOf(train.shape))
       throw new InputError(`--test-data samples have shape [${test.shape}], the --data samples [${train.shape}]`);
-    return { train, test, sample: train.shape, labelsPer: 1, classes: maxLabel(train.y, test.y) + 1 };
+    if (test.labelsPer !== train.labelsPer) throw new InputError(`--test-data has ${test.labelsPer} label(s) per sample, --data ${train.labelsPer}`);
+    return { train, test, sample: train.shape, labelsPer: train.labelsPer, classes: maxLabel(train.y, test.y) + 1 };
   }
   // No test set given: hold out the last sixth of the training data.
   const per = sizeOf(train.shape);
   const nTest = Math.max(1, Math.floor(train.n / 6));
   const nTrain = train.n - nTest;
   return {
-    train: { x: train.x.subarray(0, nTrain * per), y: train.y.subarray(0, nTrain), n: nTrain },
-    test: { x: train.x.subarray(nTrain * per), y: train.y.subarray(nTrain), n: nTest },
+    train: { x: train.x.subarray(0, nTrain * per), y: train.y.subarray(0, nTrain * train.labelsPer), n: nTrain },
+    test: { x: train.x.subarray(nTrain * per), y: train.y.subarray(nTrain * train.labelsPer), n: nTest },
     sample: train.shape,
-    labelsPer: 1,
+    labelsPer: train.labelsPer,
     classes: maxLabel(train.y) + 1,
   };
 }
@@ -174,6 +178,15 @@ function checkData(p: LoadedProgram, d: Data): { batch: number; per: number } {
   const classes = outBuf.shape[outBuf.shape.length - 1];
   if (d.classes > classes) throw new InputError(`the data has ${d.classes} classes, the model predicts ${classes}`);
   if (d.train.n < batch) throw new InputError(`the training data has ${d.train.n} samples, fewer than one batch of ${batch}`);
+  const range = p.program.io.indexRange;
+  if (range !== undefined)
+    for (const [what, split] of [['--data', d.train], ['--test-data', d.test]] as const) {
+      const bad = split.x.findIndex((v) => !(v >= 0 && v < range));
+      if (bad >= 0)
+        throw new InputError(
+          `${what}: token id ${split.x[bad]} (sample ${Math.floor(bad / per)}, position ${bad % per}) is outside the embedding table of ${range} rows that '${p.program.io.input}' indexes`,
+        );
+    }
   return { batch, per };
 }
 
@@ -210,7 +223,8 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   const t0 = performance.now();
   const p = loadProgram(opts.dir);
   const inShape = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]].shape;
-  const data = loadData(opts.data, opts.testData, inShape[1] ?? 1);
+  const inBuf = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]];
+  const data = loadData(opts.data, opts.testData, inShape[1] ?? 1, inBuf.dtype === 'i32' || inBuf.dtype === 'i64');
   const { batch, per } = checkData(p, data);
   const engine = opts.backend === 'cpu' ? cpuEngine(p) : await gpuEngine(p);
   const optimizer = { ...p.program.optimizer, ...(opts.lr !== undefined ? { lr: opts.lr } : {}) };
