@@ -212,6 +212,21 @@ const ORT_CASES: OrtCase[] = [
   { op: 'ReduceMax', what: 'attr axes [0], keepdims 0 (opset 13)', opset: 13, ins: [f([4, 3])], attrs: { axes: { ints: [0] }, keepdims: { i: 0 } }, tol: 0 },
   { op: 'ReduceMax', what: 'axes input [2,0] (opset 18)', opset: 18, ins: [f([2, 3, 4]), axesIn([2, 0])], tol: 0 },
   { op: 'ReduceMax', what: 'no axes: all (opset 18)', opset: 18, ins: [f([2, 3])], attrs: { keepdims: { i: 0 } }, tol: 0 },
+  ...(
+    [
+      ['ReduceMin', signed, 0],
+      ['ReduceProd', signed, 'sum'],
+      ['ReduceL1', signed, 'sum'],
+      ['ReduceL2', signed, 'sum'],
+      ['ReduceSumSquare', signed, 'sum'],
+      ['ReduceLogSum', uniform(0.1, 3), 'sum'],
+      ['ReduceLogSumExp', uniform(-30, 30), 'sum'],
+    ] as [string, Gen, number | 'sum'][]
+  ).flatMap(([op, gen, tol]): OrtCase[] => [
+    { op, what: 'attr axes [1], keepdims 0 (opset 13)', opset: 13, ins: [f([3, 4, 2], gen)], attrs: { axes: { ints: [1] }, keepdims: { i: 0 } }, tol },
+    { op, what: 'axes input [0,-1] (opset 18)', opset: 18, ins: [f([3, 4, 2], gen), axesIn([0, -1])], tol },
+    { op, what: 'no axes: all (opset 18)', opset: 18, ins: [f([2, 3], gen)], tol },
+  ]),
   {
     op: 'LayerNormalization',
     what: 'axis -1, all outputs',
@@ -337,6 +352,7 @@ const ABS_FLOOR_F32: Record<string, number> = { 'mpc.GeluGrad': 2 ** -22 };
 const SUMS = new Set([
   'ReduceSum', 'ReduceMean', 'Softmax', 'LogSoftmax', 'mpc.SoftmaxGrad', 'mpc.LogSoftmaxGrad',
   'LayerNormalization', 'mpc.LayerNormStats', 'mpc.LayerNormGrad', 'mpc.LayerNormParamGrad',
+  'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceSumSquare', 'ReduceLogSum', 'ReduceLogSumExp', 'mpc.ReduceElemGrad',
 ]);
 /** Exactly rounded in f32 (bit-exact at every dtype): everything not in ULP_F32 or SUMS. */
 const exact = (op: string) => !(op in ULP_F32) && !SUMS.has(op);
@@ -427,6 +443,41 @@ GPU_CASES.push(
   { op: 'mpc.ReduceMaxGrad', what: '[4,6] axes [1] with ties', ins: [f([4, 1]), f([4, 6], coarse), f([4, 1])], attrs: { axes: [1] } },
   { op: 'mpc.ReduceMaxGrad', what: '[3,4,5] input axes [0,2] keepdims 0', ins: [f([4]), f([3, 4, 5], coarse), f([4]), axesIn([0, 2])], attrs: { keepdims: 0 } },
 );
+// The other reductions: two plans each (every float type for the first, f32 for the second).
+for (const [op, gen] of [
+  ['ReduceMin', coarse],
+  ['ReduceProd', signed],
+  ['ReduceL1', signed],
+  ['ReduceL2', signed],
+  ['ReduceSumSquare', signed],
+  ['ReduceLogSum', uniform(0.1, 3)],
+  ['ReduceLogSumExp', uniform(-30, 30)],
+] as [string, Gen][])
+  GPU_CASES.push(
+    { op, what: '[3,4,5] axes [0,2] attr keepdims 0', ins: [f([3, 4, 5], gen)], attrs: { axes: [0, 2], keepdims: 0 } },
+    { op, what: '[3,4,5] axes input [-1]', ins: [f([3, 4, 5], gen), axesIn([-1])], types: ['f32'] },
+  );
+GPU_CASES.push(
+  { op: 'ReduceLogSumExp', what: 'rows of -inf, +inf, NaN', ins: [f([4, 2], [-Infinity, -Infinity, 1, Infinity, NaN, 0, 3, -Infinity])], attrs: { axes: [1] }, types: ['f32'] },
+  { op: 'ReduceL2', what: 'a zero row', ins: [f([2, 3], [0, 0, 0, 1, -2, 2])], attrs: { axes: [1] }, types: ['f32'] },
+);
+// Its gradient op for each reduction (Y arbitrary: the kernel evaluates the same formula).
+for (const [of, gen] of [
+  ['ReduceProd', (r: () => number, i: number) => (i % 5 === 2 ? 0 : signed(r, i))],
+  ['ReduceL1', (r: () => number, i: number) => (i % 5 === 2 ? 0 : signed(r, i))],
+  ['ReduceL2', signed],
+  ['ReduceSumSquare', signed],
+  ['ReduceLogSum', signed],
+  ['ReduceLogSumExp', signed],
+] as [string, Gen][])
+  GPU_CASES.push({
+    op: 'mpc.ReduceElemGrad',
+    what: `${of} [3,4,5] axes [0,2]`,
+    ins: [f([4]), f([3, 4, 5], gen), f([4], of === 'ReduceL2' ? [0, 1.5, 2, 3] : uniform(0.5, 2))],
+    attrs: { of, axes: [0, 2], keepdims: 0 },
+    types: of === 'ReduceProd' ? undefined : ['f32'],
+  });
+GPU_CASES.push({ op: 'mpc.ReduceElemGrad', what: 'ReduceProd, axes input [1]', ins: [f([3, 1]), f([3, 4], signed), f([3, 1]), axesIn([1])], attrs: { of: 'ReduceProd' }, types: ['f32'] });
 for (const [op, axis, shape] of [
   ['Softmax', -1, [3, 7]],
   ['Softmax', 0, [4, 3]],
@@ -527,11 +578,12 @@ describe('coverage', () => {
     const mine = [
       'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Tanh', 'Sigmoid', 'Erf', 'Softplus', 'LeakyRelu', 'Gelu', 'Pow', 'Equal', 'Less', 'Greater',
       'LessOrEqual', 'GreaterOrEqual', 'Not', 'Where', 'ReduceSum', 'ReduceMean', 'ReduceMax', 'Softmax', 'LogSoftmax', 'LayerNormalization',
+      'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceSumSquare', 'ReduceLogSum', 'ReduceLogSumExp',
     ];
     const internal = [
       'mpc.SqrtGrad', 'mpc.ReciprocalGrad', 'mpc.TanhGrad', 'mpc.SigmoidGrad', 'mpc.ErfGrad', 'mpc.LeakyReluGrad', 'mpc.SoftplusGrad',
       'mpc.GeluGrad', 'mpc.PowGradBase', 'mpc.PowGradExponent', 'mpc.ReduceGrad', 'mpc.ReduceMaxGrad', 'mpc.SoftmaxGrad',
-      'mpc.LogSoftmaxGrad', 'mpc.LayerNormStats', 'mpc.LayerNormGrad', 'mpc.LayerNormParamGrad',
+      'mpc.LogSoftmaxGrad', 'mpc.LayerNormStats', 'mpc.LayerNormGrad', 'mpc.LayerNormParamGrad', 'mpc.ReduceElemGrad',
     ];
     for (const op of [...mine, ...internal]) expect(opRow(op).wgsl, op).toBeDefined();
     expect([...mine, ...internal].filter((op) => !GPU_CASES.some((c) => c.op === op))).toEqual([]);
@@ -627,6 +679,15 @@ const GRAD_CASES: GradCase[] = [
   { op: 'LayerNormalization', what: 'all outputs present', ins: [f32([3, 4]), f32([4]), f32([4])] },
   { op: 'LayerNormalization', what: 'Y only (stats recomputed), axis 1', ins: [f32([2, 2, 3]), f32([2, 3]), f32([2, 3])], attrs: { axis: 1 }, keepOutputs: 1 },
   { op: 'LayerNormalization', what: 'broadcast scale [1], no bias', ins: [f32([3, 4]), f32([1], uniform(0.5, 2)), null], keepOutputs: 1 },
+  { op: 'ReduceMin', what: 'axes [1]', ins: [f32([3, 5], distinct)], attrs: { axes: [1] } },
+  { op: 'ReduceMin', what: 'axes input [0] keepdims 0', ins: [f32([4, 3], distinct), axesIn([0])], attrs: { keepdims: 0 } },
+  { op: 'ReduceProd', what: 'axes [1]', ins: [f32([3, 4], uniform(0.5, 1.5))], attrs: { axes: [1] } },
+  { op: 'ReduceProd', what: 'with zeros (one and two in a group), all', ins: [f32([2, 3], [0, 1.5, -0.5, 0, 2, 0])], attrs: { axes: [1] } },
+  { op: 'ReduceL1', what: 'axes input [0,2]', ins: [f32([2, 3, 2], away(0.1, 2)), axesIn([0, 2])] },
+  { op: 'ReduceL2', what: 'axes [1] keepdims 0', ins: [f32([3, 4])], attrs: { axes: [1], keepdims: 0 } },
+  { op: 'ReduceSumSquare', what: 'all', ins: [f32([3, 4])] },
+  { op: 'ReduceLogSum', what: 'axes input [-1]', ins: [f32([3, 4], uniform(0.2, 2)), axesIn([-1])] },
+  { op: 'ReduceLogSumExp', what: 'axes [0]', ins: [f32([4, 3], uniform(-5, 5))], attrs: { axes: [0] } },
   { op: 'mpc.ReduceGrad', what: 'its own gradient (ReduceSum, divided)', ins: [f32([3, 1])], attrs: { shape: [3, 4], axes: [1], divisor: 4 } },
 ];
 

@@ -1,5 +1,7 @@
-// Reductions over a set of axes: ReduceSum, ReduceMean, ReduceMax (deny class: f32 results,
-// f32 accumulation on the GPU, f64 in the interpreter) and their gradient ops.
+// Reductions over a set of axes: ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd,
+// ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp (deny class, as PyTorch
+// autocast runs sum, prod, norm and logsumexp in f32: f32 results, f32 accumulation on the
+// GPU, f64 in the interpreter) and their gradient ops. Float inputs only.
 //
 // The axes come from the `axes` attribute (ReduceSum before opset 13, ReduceMean/ReduceMax
 // before 18) or from input 1 (later opsets), which must then be a constant: the output shape
@@ -13,7 +15,7 @@ import type { Attrs, Node } from '../ir/graph.js';
 import { sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
 import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
 import { wgslMath } from './math.js';
-import { attrFloat, attrInt, attrInts, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
+import { attrFloat, attrInt, attrInts, attrString, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
 
 /** Reduced dims of a rank-`rank` input, from the `axes` attribute or the axes tensor's contents. */
 function reduceMask(n: Node, rank: number, axes: ArrayLike<number> | undefined): boolean[] {
@@ -125,10 +127,19 @@ for (var d = ${R}u; d > 0u; d--) {
 
 interface ReduceKind {
   op: string;
+  /** Supported opsets (default 11-22: ReduceSum/ReduceMean/ReduceMax as first written). */
+  opsets?: [number, number];
+  /**
+   * 'max': a first pass finds the group's maximum `m` (the f64 `m` argument of fold/finish,
+   * the WGSL `m`) so that log-sum-exp sums exp(v - m) <= 1 and cannot overflow.
+   */
+  prepass?: 'max';
+  /** WGSL math library functions (src/ops/math.ts) the fold and finish call. */
+  lib?: string[];
   init: number;
   /** f64 reference: folds the values of one output. */
-  fold: (acc: number, v: number) => number;
-  finish: (acc: number, count: number) => number;
+  fold: (acc: number, v: number, m: number) => number;
+  finish: (acc: number, count: number, m: number) => number;
   wgsl: { init: string; fold: string; finish: string };
   grad: (ctx: GradCtx, dy: string) => string;
 }
@@ -144,7 +155,7 @@ function reduceRow(k: ReduceKind): OpRow {
   return {
     op: k.op,
     domain: '',
-    opsets: [11, 22],
+    opsets: k.opsets ?? [11, 22],
     precision: 'deny',
     dataInputs: [0],
     arity: [1, 2],
@@ -160,11 +171,13 @@ function reduceRow(k: ReduceKind): OpRow {
       const m = sizeOf(ctx.outTypes[0].shape);
       const acc = new Float64Array(m).fill(k.init);
       const cnt = new Float64Array(m);
+      const mx = new Float64Array(m).fill(-Infinity);
+      if (k.prepass === 'max') for (let i = 0; i < map.length; i++) mx[map[i]] = Math.max(mx[map[i]], x.data[i]);
       for (let i = 0; i < map.length; i++) {
-        acc[map[i]] = k.fold(acc[map[i]], x.data[i]);
+        acc[map[i]] = k.fold(acc[map[i]], x.data[i], mx[map[i]]);
         cnt[map[i]]++;
       }
-      return [{ ...ctx.outTypes[0], data: Float32Array.from(acc, (a, o) => k.finish(a, cnt[o])) }];
+      return [{ ...ctx.outTypes[0], data: Float32Array.from(acc, (a, o) => k.finish(a, cnt[o], mx[o])) }];
     },
     grad: (ctx) => {
       const dy = ctx.dy[0];
@@ -177,9 +190,21 @@ function reduceRow(k: ReduceKind): OpRow {
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
       const plan = wgslPlan(w, n, ctx, xt.shape, 1);
       wgslMath(w, 'mpc_inf');
+      for (const f of k.lib ?? []) wgslMath(w, f);
+      const prepass =
+        k.prepass === 'max'
+          ? [
+              `var m = -mpc_inf();`,
+              `for (var r = 0u; r < cnt; r++) {`,
+              wgslReducedOffset(plan.rank).replace(/^/gm, '  '),
+              `  m = max(m, ${w.load(x, 'off')});`,
+              `}`,
+            ]
+          : [];
       const compute = [
         plan.code,
         wgslOutputSplit(plan.rank),
+        ...prepass,
         `var acc = ${k.wgsl.init};`,
         `for (var r = 0u; r < cnt; r++) {`,
         wgslReducedOffset(plan.rank).replace(/^/gm, '  '),
@@ -202,6 +227,48 @@ function reduceSumGrad(divisorOf: (x: ValueType, y: ValueType) => number) {
     const ins = n.attrs.axes === undefined && n.inputs[1] ? [dy, n.inputs[1]] : [dy];
     return ctx.emit('mpc.ReduceGrad', ins, { ...planAttrs(n), shape: xt.shape, divisor })[0];
   };
+}
+
+/** Inputs dY, X, Y[, axes] of a gradient op that reads the forward values. */
+function gradInputs(ctx: GradCtx, dy: string): string[] {
+  const n = ctx.node;
+  const ins = [dy, n.inputs[0], n.outputs[0]];
+  if (n.attrs.axes === undefined && n.inputs[1]) ins.push(n.inputs[1]);
+  return ins;
+}
+
+/** ReduceMax / ReduceMin: dY to the elements equal to the result, split evenly among ties. */
+function extremeGrad(ctx: GradCtx, dy: string): string {
+  return ctx.emit('mpc.ReduceMaxGrad', gradInputs(ctx, dy), planAttrs(ctx.node))[0];
+}
+
+/** Reductions whose dX element is a function of dY, X and Y at that element (mpc.ReduceElemGrad). */
+function elemGrad(ctx: GradCtx, dy: string): string {
+  return ctx.emit('mpc.ReduceElemGrad', gradInputs(ctx, dy), { ...planAttrs(ctx.node), of: ctx.node.op })[0];
+}
+
+/**
+ * dX element of reduction `of` from g = dY, v = X and y = Y at its output, in f64 (the
+ * interpreter) and WGSL (f32). ReduceProd's is the product of the group's other elements
+ * (`others`): exact when elements are zero, unlike Y / v.
+ */
+const ELEM_GRADS: Record<string, { f: (g: number, v: number, y: number, others: () => number) => number; wgsl: string; lib?: string[] }> = {
+  // sign(0) = 0: the subgradient PyTorch picks for |x| and the L1 norm.
+  ReduceL1: { f: (g, v) => g * Math.sign(v), wgsl: 'g * sign(v)' },
+  // Zero norm: 0, as PyTorch's norm backward (it masks the division by a zero norm).
+  ReduceL2: { f: (g, v, y) => (y === 0 ? 0 : (g * v) / y), wgsl: 'select(g * v / y, 0.0, y == 0.0)' },
+  ReduceSumSquare: { f: (g, v) => 2 * g * v, wgsl: '2.0 * g * v' },
+  // y = log(s): dX = dY / s = dY / exp(y).
+  ReduceLogSum: { f: (g, _v, y) => g / Math.exp(y), wgsl: 'g / mpc_exp(y)', lib: ['mpc_exp'] },
+  // softmax of the group times dY.
+  ReduceLogSumExp: { f: (g, v, y) => g * Math.exp(v - y), wgsl: 'g * mpc_exp(v - y)', lib: ['mpc_exp'] },
+  ReduceProd: { f: (g, _v, _y, others) => g * others(), wgsl: 'g * p' },
+};
+
+function elemGradOf(n: Node): (typeof ELEM_GRADS)[string] {
+  const e = ELEM_GRADS[attrString(n, 'of')];
+  if (!e) throw new Error(`mpc.ReduceElemGrad '${n.name}': no rule for ${String(n.attrs.of)}`);
+  return e;
 }
 
 export const reduceOps: OpRow[] = [
@@ -228,12 +295,76 @@ export const reduceOps: OpRow[] = [
     fold: (a, v) => Math.max(a, v),
     finish: (a) => a,
     wgsl: { init: '-mpc_inf()', fold: 'max(acc, v)', finish: 'acc' },
-    grad: (ctx, dy) => {
-      const n = ctx.node;
-      const ins = [dy, n.inputs[0], n.outputs[0]];
-      if (n.attrs.axes === undefined && n.inputs[1]) ins.push(n.inputs[1]);
-      return ctx.emit('mpc.ReduceMaxGrad', ins, planAttrs(n))[0];
-    },
+    grad: extremeGrad,
+  }),
+  reduceRow({
+    op: 'ReduceMin',
+    opsets: [1, 22],
+    init: Infinity,
+    fold: (a, v) => Math.min(a, v),
+    finish: (a) => a,
+    wgsl: { init: 'mpc_inf()', fold: 'min(acc, v)', finish: 'acc' },
+    // The rule of ReduceMax: dY to the elements equal to the result, split among ties.
+    grad: extremeGrad,
+  }),
+  reduceRow({
+    op: 'ReduceProd',
+    opsets: [1, 22],
+    init: 1,
+    fold: (a, v) => a * v,
+    finish: (a) => a,
+    wgsl: { init: '1.0', fold: 'acc * v', finish: 'acc' },
+    grad: elemGrad,
+  }),
+  reduceRow({
+    op: 'ReduceL1',
+    opsets: [1, 22],
+    init: 0,
+    fold: (a, v) => a + Math.abs(v),
+    finish: (a) => a,
+    wgsl: { init: '0.0', fold: 'acc + abs(v)', finish: 'acc' },
+    grad: elemGrad,
+  }),
+  reduceRow({
+    op: 'ReduceL2',
+    opsets: [1, 22],
+    init: 0,
+    fold: (a, v) => a + v * v,
+    finish: (a) => Math.sqrt(a),
+    wgsl: { init: '0.0', fold: 'acc + v * v', finish: 'sqrt(acc)' },
+    grad: elemGrad,
+  }),
+  reduceRow({
+    op: 'ReduceSumSquare',
+    opsets: [1, 22],
+    init: 0,
+    fold: (a, v) => a + v * v,
+    finish: (a) => a,
+    wgsl: { init: '0.0', fold: 'acc + v * v', finish: 'acc' },
+    grad: elemGrad,
+  }),
+  reduceRow({
+    op: 'ReduceLogSum',
+    opsets: [1, 22],
+    lib: ['mpc_log'],
+    init: 0,
+    fold: (a, v) => a + v,
+    finish: (a) => Math.log(a),
+    wgsl: { init: '0.0', fold: 'acc + v', finish: 'mpc_log(acc)' },
+    grad: elemGrad,
+  }),
+  reduceRow({
+    // log(sum(exp(v - m))) + m with m the group's maximum; an infinite m (all -inf, an empty
+    // group, or a +inf element) is the result itself.
+    op: 'ReduceLogSumExp',
+    opsets: [1, 22],
+    prepass: 'max',
+    lib: ['mpc_exp', 'mpc_log'],
+    init: 0,
+    fold: (a, v, m) => a + Math.exp(v - m),
+    finish: (a, _c, m) => (Number.isFinite(m) ? m + Math.log(a) : m),
+    wgsl: { init: '0.0', fold: 'acc + mpc_exp(v - m)', finish: 'select(m + mpc_log(acc), m, (bitcast<u32>(m) & 0x7fffffffu) == 0x7f800000u)' },
+    grad: elemGrad,
   }),
   {
     // dX of ReduceSum/ReduceMean: dY broadcast back to attribute `shape`, divided by attribute `divisor`.
@@ -312,6 +443,54 @@ export const reduceOps: OpRow[] = [
         `  if (${w.load(x, 'off')} == m) { ties += 1.0; }`,
         `}`,
         `return ${w.load(dy, 'o')} / ties;`,
+      ].join('\n');
+      return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
+    },
+  },
+  {
+    // dX of ReduceL1/L2/SumSquare/LogSum/LogSumExp/Prod (inputs dY, X, Y[, axes]; attribute
+    // `of`: the forward op): each element from dY and Y of its output and its own X.
+    op: 'mpc.ReduceElemGrad',
+    domain: 'mpc',
+    precision: 'deny',
+    dataInputs: [0, 1, 2],
+    arity: [3, 4],
+    outputs: 1,
+    infer: (n, [dy, x, y], consts) => {
+      elemGradOf(n);
+      const want = reducedShape(x.shape, reduceMask(n, x.shape.length, constAxes(n, 3, consts)), keepdimsOf(n));
+      if (want.join() !== y.shape.join() || sizeOf(dy.shape) !== sizeOf(y.shape))
+        throw new Error(`mpc.ReduceElemGrad '${n.name}': X [${x.shape}] reduces to [${want}], got Y [${y.shape}] and dY [${dy.shape}]`);
+      return [{ dtype: dy.dtype, shape: [...x.shape] }];
+    },
+    interp: (n, [dy, x, y, axes], ctx) => {
+      const e = elemGradOf(n);
+      const map = outIndexMap(x.shape, reduceMask(n, x.shape.length, n.attrs.axes === undefined ? axes?.data : undefined));
+      // Members of each group, for ReduceProd's product of the others.
+      const groups: number[][] = Array.from({ length: y.data.length }, () => []);
+      if (attrString(n, 'of') === 'ReduceProd') map.forEach((o, i) => groups[o].push(i));
+      const others = (i: number) => () => groups[map[i]].reduce((p, j) => (j === i ? p : p * x.data[j]), 1);
+      return [{ ...ctx.outTypes[0], data: Float32Array.from(map, (o, i) => e.f(dy.data[o], x.data[i], y.data[o], others(i))) }];
+    },
+    wgsl: (n, ctx) => {
+      const e = elemGradOf(n);
+      const w = ctx.writer();
+      const xt = ctx.type(n.inputs[1]);
+      const [dy, x, y] = n.inputs.slice(0, 3).map((v) => w.bind(v, ctx.type(v).dtype, 'read'));
+      const plan = wgslPlan(w, n, ctx, xt.shape, 3);
+      for (const f of e.lib ?? []) wgslMath(w, f);
+      const prod =
+        attrString(n, 'of') === 'ReduceProd'
+          ? [`var p = 1.0;`, `for (var r = 0u; r < cnt; r++) {`, wgslReducedOffset(plan.rank).replace(/^/gm, '  '), `  if (off != i) { p = p * ${w.load(x, 'off')}; }`, `}`]
+          : [];
+      const compute = [
+        plan.code,
+        wgslInputSplit(plan.rank),
+        `let g = ${w.load(dy, 'o')};`,
+        `let v = ${w.load(x, 'i')};`,
+        `let y = ${w.load(y, 'o')};`,
+        ...prod,
+        `return ${e.wgsl};`,
       ].join('\n');
       return [mapKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, count: sizeOf(xt.shape), compute })];
     },
