@@ -80,7 +80,7 @@ const sigmoid64 = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) 
 // 2. The WGSL math library.
 
 /** Chebyshev coefficients of f on [lo, hi], interpolating at n + 1 Chebyshev nodes. */
-function chebFit(f: (x: number) => number, lo: number, hi: number, n: number): number[] {
+export function chebFit(f: (x: number) => number, lo: number, hi: number, n: number): number[] {
   const N = n + 1;
   const nodes = Array.from({ length: N }, (_, k) => Math.cos((Math.PI * (k + 0.5)) / N));
   const fx = nodes.map((u) => f((hi + lo) / 2 + ((hi - lo) / 2) * u));
@@ -92,7 +92,7 @@ function chebFit(f: (x: number) => number, lo: number, hi: number, n: number): n
 }
 
 /** A WGSL function `name(x)` evaluating a Chebyshev fit on [lo, hi] by Clenshaw's recurrence. */
-function chebFn(name: string, what: string, c: number[], lo: number, hi: number): string {
+export function chebFn(name: string, what: string, c: number[], lo: number, hi: number): string {
   const lines = [`// ${what}: Chebyshev fit of degree ${c.length - 1} on [${lo}, ${hi}] (Clenshaw).`, `fn ${name}(x: f32) -> f32 {`];
   lines.push(`  let u = (x - ${f32Lit((hi + lo) / 2)}) * ${f32Lit(2 / (hi - lo))};`, '  let u2 = 2.0 * u;', '  var b1 = 0.0;', '  var b2 = 0.0;');
   for (let j = c.length - 1; j >= 1; j--) lines.push(`  { let b0 = ${f32Lit(c[j])} + u2 * b1 - b2; b2 = b1; b1 = b0; }`);
