@@ -29,6 +29,19 @@ export interface GradCtx {
   constant(t: Tensor): string;
 }
 
+/** What a row's `decompose` builds its replacement with (see OpRow.decompose). */
+export interface DecomposeCtx {
+  node: Node;
+  /** Type of any value of the graph, the ones emitted so far included. */
+  type(value: string): ValueType;
+  /** Contents of a constant value (undefined when it is not one). */
+  constValue(value: string): Tensor | undefined;
+  /** Adds a node computing `op` (another row of the table), types inferred; returns its outputs. */
+  emit(op: string, inputs: string[], attrs?: Attrs, nOutputs?: number): string[];
+  /** A constant value. */
+  constant(t: Tensor): string;
+}
+
 export interface EmitCtx {
   target: Target;
   type(value: string): ValueType;
@@ -101,6 +114,14 @@ export interface OpRow {
   interp(node: Node, ins: Tensor[], ctx: InterpCtx): Tensor[];
   /** Reverse-mode rule: gradients of the inputs from those of the outputs. */
   grad?(ctx: GradCtx): (string | undefined)[];
+  /**
+   * Lowering into other rows of the table (an unrolled recurrence, a contraction as MatMuls):
+   * the decompose pass replaces the node with what this emits, once shapes are known, so
+   * mixed precision, autodiff, fusion and codegen only meet those rows. Returns the values that
+   * replace the node's outputs ('' where the node's output is omitted). Rows with it need no
+   * `grad` or `wgsl`: nothing after that pass sees them.
+   */
+  decompose?(ctx: DecomposeCtx): string[];
   /** WGSL emitter. Absent for views (no kernel) and compile-time-only ops. */
   wgsl?(node: Node, ctx: EmitCtx): Kernel[];
 }

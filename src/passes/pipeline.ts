@@ -5,6 +5,9 @@ import { addLoss } from './add-loss.js';
 import { assignPrecision } from './assign-precision.js';
 import { autodiff } from './autodiff.js';
 import { bindDims } from './bind-dims.js';
+import { cse } from './cse.js';
+import { dropoutRng } from './dropout-rng.js';
+import { decompose } from './decompose.js';
 import { emulateDtypes } from './emulate-dtypes.js';
 import { foldConstants, foldConstantsEval } from './fold-constants.js';
 import { inferTypes } from './infer-types.js';
@@ -14,13 +17,18 @@ import { lossScaling } from './loss-scaling.js';
 import { optimizer } from './optimizer.js';
 import { quantizeFp8 } from './quantize-fp8.js';
 import { rematerialize } from './rematerialize.js';
+import { selectParams, selectParamsEval } from './select-params.js';
 import type { Pass, PassCtx } from './pass.js';
 
 /** Training step: forward, loss, backward, optimizer, loss scaling. */
 export const TRAIN_PIPELINE: readonly Pass[] = [
   bindDims,
   foldConstants,
+  cse,
+  selectParams,
+  dropoutRng,
   inferTypes,
+  decompose,
   linearToGemm,
   addLoss,
   assignPrecision,
@@ -34,7 +42,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
 ];
 
 /** Inference: the forward graph in the same precision. */
-export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, inferTypes, linearToGemm, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, cse, selectParamsEval, inferTypes, decompose, linearToGemm, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
 
 export class PostConditionError extends Error {}
 
