@@ -174,6 +174,8 @@ for (const [a, b, what, lowp] of [
   [[3, 5, 4], [4, 6], 'B broadcast over the batch', false],
   [[5, 4], [3, 4, 6], 'A broadcast over the batch', false],
   [[1, 5, 4], [3, 4, 5], 'A batch dim 1', false],
+  [[2, 1, 3, 4], [1, 5, 4, 6], 'both sides broadcast', true],
+  [[2, 1, 3, 4], [5, 4, 6], 'both sides broadcast, B of lower rank', false],
 ] as [number[], number[], string, boolean][])
   CASES.push({ op: 'MatMul', what: `[${a}] x [${b}] ${what}`, ins: [f(...a), f(...b)], types: lowp ? ALL_T : ['f32'] });
 

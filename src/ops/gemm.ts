@@ -66,6 +66,13 @@ function matmulShape(n: Node, a: number[], b: number[]): MatMulShape {
 }
 
 /** Per-batch element offsets of an operand with batch dims `own` broadcast to `batch`. */
+/** Per batch dimension: elements between consecutive matrices of an operand, 0 where it broadcasts. */
+function batchStrides(own: number[], batch: number[], matSize: number): number[] {
+  const pad = [...Array(batch.length - own.length).fill(1), ...own];
+  const os = stridesOf(pad);
+  return batch.map((_, d) => (pad[d] === 1 ? 0 : os[d] * matSize));
+}
+
 function batchOffsets(own: number[], batch: number[], matSize: number): number[] {
   const nb = sizeOf(batch);
   const bs = stridesOf(batch);
@@ -271,17 +278,18 @@ export const gemmOps: OpRow[] = [
       const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
       const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);
       const regular = (offs: number[]) => offs.every((o, i) => o === i * uniform(offs));
-      if (!regular(offA) || !regular(offB))
-        throw new Error(`MatMul '${n.name}': batch broadcast pattern [${at.shape}] x [${bt.shape}] is not supported by the GEMM kernel yet`);
+      // One stride over the flat batch index where it is regular; otherwise (both operands
+      // broadcast, [2,1,M,K] x [1,5,K,N]) one stride per batch dimension, 0 where broadcast.
+      const flat = regular(offA) && regular(offB);
       return [
         emitGemm({
           name: ctx.writer().name,
           M: s.M,
           N: s.N,
           K: s.K,
-          batch: sizeOf(s.batch),
-          a: { buffer: a, dtype: at.dtype, batchStride: uniform(offA) },
-          b: { buffer: b, dtype: bt.dtype, batchStride: uniform(offB) },
+          batch: flat ? sizeOf(s.batch) : s.batch,
+          a: { buffer: a, dtype: at.dtype, batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
+          b: { buffer: b, dtype: bt.dtype, batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },
           scales: fp8Scales(n),
           ...output(n, ctx),
           target: ctx.target,
