@@ -61,6 +61,7 @@ function evaluate(g: Graph, n: Node): Tensor[] {
   const outs = opRow(n.op).interp(n, ins, { outTypes });
   return outs.map((t, k) => {
     const want = outTypes[k];
+    if (!n.outputs[k]) return t; // an omitted optional output: computed, never stored
     if (sizeOf(t.shape) !== sizeOf(want.shape)) throw new Error(`fold-constants: ${n.op} '${n.name}' computed [${t.shape}], expected [${want.shape}]`);
     const data = isFloat(want.dtype)
       ? t.data instanceof Float32Array && want.dtype === 'f32'
