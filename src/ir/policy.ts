@@ -78,6 +78,11 @@ export function classOf(p: Policy, n: Node, tableDefault: PrecisionClass): { cls
   return found ?? { cls: tableDefault, reason: 'op table' };
 }
 
+/** Whether a --class rule names this node (its op type, or `node:GLOB` its name). */
+export function overrideMatches(match: string, n: Node): boolean {
+  return match.startsWith('node:') ? globToRegExp(match.slice(5)).test(n.name) : match === n.op;
+}
+
 /** The wider of two float types; f16 and bf16 together widen to f32. */
 export function widest(a: DType, b: DType): DType {
   if (a === b) return a;

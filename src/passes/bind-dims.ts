@@ -9,6 +9,7 @@ export const bindDims: Pass = {
   doc: 'bind symbolic dimensions (dynamic batch) to numbers from --batch / --dim',
   run(g, ctx) {
     const bound = new Map<string, number>(Object.entries(ctx.dims));
+    const declared = new Map(g.inputs.map((name) => [name, [...g.values.get(name)!.shape]] as const));
     for (const name of g.inputs) {
       const v = g.values.get(name)!;
       v.shape = v.shape.map((d, k) => {
@@ -20,6 +21,12 @@ export const bindDims: Pass = {
         return n;
       });
     }
+    const symbols = new Set([...declared.values()].flatMap((shape) => shape.filter((d) => typeof d === 'string')));
+    const unknown = Object.keys(ctx.dims).filter((k) => !symbols.has(k));
+    if (unknown.length)
+      throw new InputError(
+        `--dim ${unknown.join(', ')}: the model has no such dimension (its symbolic dimensions: ${[...symbols].join(', ') || 'none'})`,
+      );
     g.meta.dims = Object.fromEntries(bound);
     return g;
   },

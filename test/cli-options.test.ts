@@ -1,0 +1,147 @@
+// The command line's options: numbers are validated (exit 2, one line), a --dim the model does
+// not have is an error, a --class rule that matches nothing is a warning, --train/--freeze/
+// --const reach the compiled program, and `mpc inspect` prints a summary and JSON / Graphviz.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { saveNpy } from '../src/data/npy.js';
+import { buildOnce, expectOk, expectUsageError, mpc, ROOT } from './helpers/cli.js';
+
+const MLP = join(ROOT, 'models', 'mlp.onnx');
+const BN = join(ROOT, 'test', 'fixtures', 'import', 'bn_cnn_op15.onnx');
+const tmp = () => mkdtempSync(join(tmpdir(), 'mpc-cli-opts-'));
+
+beforeAll(buildOnce, 300_000);
+
+describe('numeric options are validated', () => {
+  for (const [args, message] of [
+    [['--momentum', 'abc'], /--momentum.*expected a number in \[0, 1\)/],
+    [['--momentum', '1.5'], /--momentum/],
+    [['--weight-decay', '-0.1'], /--weight-decay.*non-negative/],
+    [['--weight-decay', 'x'], /--weight-decay/],
+    [['--lr', '0'], /--lr.*positive/],
+    [['--batch', '2.5'], /--batch.*positive integer/],
+    [['--dim', 'foo=3'], /--dim foo: the model has no such dimension \(its symbolic dimensions: N\)/],
+  ] as [string[], RegExp][])
+    it(`compile ${args.join(' ')}: exit 2, one line`, async () => {
+      expectUsageError(await mpc('compile', MLP, '-o', join(tmp(), 'out'), ...args), message);
+    });
+
+  it('train --seed abc / -1: exit 2, one line', async () => {
+    const out = join(tmp(), 'out');
+    expectOk(await mpc('compile', MLP, '-o', out, '--batch', '8', '--quiet'));
+    expectUsageError(await mpc('train', out, '--data', 'fashion-mnist', '--seed', 'abc'), /--seed.*non-negative integer/);
+    expectUsageError(await mpc('train', out, '--data', 'fashion-mnist', '--seed', '-1'), /--seed/);
+  });
+});
+
+describe('compile', () => {
+  it('warns (stderr, exit 0) when a --class rule matches no op type or node', async () => {
+    const r = await mpc('compile', MLP, '-o', join(tmp(), 'out'), '--batch', '8', '--class', 'Softmaxx=deny', '--class', 'Gemm=deny');
+    expectOk(r);
+    expect(r.stderr).toBe('mpc: warning: --class Softmaxx=deny matches no op type or node of the model\n');
+  });
+
+  it('prints and records trained, frozen and state initializers (--freeze)', async () => {
+    const out = join(tmp(), 'out');
+    const r = await mpc('compile', BN, '-o', out, '--batch', '4', '--freeze', 'c1.*');
+    expectOk(r);
+    expect(r.stdout).toMatch(/trained parameters: 8 \(b1\.bias, b1\.weight, b2\.bias, b2\.weight, c2\.bias, c2\.weight, fc\.bias, fc\.weight\)/);
+    expect(r.stdout).toMatch(/frozen: c1\.bias \(--freeze\), c1\.weight \(--freeze\)/);
+    expect(r.stdout).toMatch(/running statistics \(updated as state\): b1\.running_mean, b1\.running_var, b2\.running_mean, b2\.running_var/);
+    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(m.params.trained).toHaveLength(8);
+    expect(m.params.frozen.map((f: { name: string }) => f.name)).toEqual(['c1.bias', 'c1.weight']);
+    expectUsageError(await mpc('compile', BN, '-o', join(tmp(), 'out'), '--batch', '4', '--train', 'nothing*'), /--train 'nothing\*' matches no parameter/);
+  });
+
+  it('--const NAME=FILE.npy binds an input; a wrong shape or name is an input error', async () => {
+    const d = tmp();
+    saveNpy(join(d, 'x.npy'), { dtype: 'f4', shape: [4, 1, 8, 8], data: new Float32Array(256) });
+    saveNpy(join(d, 'bad.npy'), { dtype: 'f4', shape: [4, 1, 8, 9], data: new Float32Array(288) });
+    // Binding the model's only data input leaves nothing to train on: compile says so.
+    expectUsageError(await mpc('compile', BN, '-o', join(d, 'o1'), '--batch', '4', '--const', `x=${join(d, 'x.npy')}`), /one data input/);
+    expectUsageError(await mpc('compile', BN, '-o', join(d, 'o2'), '--batch', '4', '--const', `x=${join(d, 'bad.npy')}`), /--const x: shape \[4,1,8,9\] does not fit/);
+    expectUsageError(await mpc('compile', BN, '-o', join(d, 'o3'), '--batch', '4', '--const', `nope=${join(d, 'x.npy')}`), /--const nope: the model has no input 'nope'/);
+    expectUsageError(await mpc('compile', BN, '-o', join(d, 'o4'), '--batch', '4', '--const', 'x'), /--const.*NAME=FILE/);
+  });
+
+  it('--const binds a second model input: compile and run treat it as a constant', async () => {
+    const { default: onnxProto } = await import('onnx-proto');
+    const O = onnxProto.onnx;
+    const vi = (name: string, dims: (number | string)[]) =>
+      O.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+    const model = O.ModelProto.create({
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'g',
+        node: [
+          { opType: 'MatMul', input: ['x', 'w'], output: ['h'], name: 'mm' },
+          { opType: 'Add', input: ['h', 'b'], output: ['y'], name: 'add' },
+        ],
+        initializer: [O.TensorProto.create({ name: 'b', dims: [3], dataType: 1, floatData: [0.5, -1, 2] })],
+        input: [vi('x', ['N', 4]), vi('w', [4, 3])],
+        output: [vi('y', ['N', 3])],
+      },
+    });
+    const d = tmp();
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(d, 'two.onnx'), O.ModelProto.encode(model).finish());
+    const w = Float32Array.from({ length: 12 }, (_, i) => i - 5);
+    const x = Float32Array.from({ length: 8 }, (_, i) => (i % 3) - 1);
+    saveNpy(join(d, 'w.npy'), { dtype: 'f4', shape: [4, 3], data: w });
+    saveNpy(join(d, 'x.npy'), { dtype: 'f4', shape: [2, 4], data: x });
+    // Without it the model has two inputs, which training cannot feed.
+    expectUsageError(await mpc('compile', join(d, 'two.onnx'), '-o', join(d, 'o0'), '--batch', '2', '--loss', 'mse'), /one data input/);
+    expectOk(await mpc('compile', join(d, 'two.onnx'), '-o', join(d, 'o1'), '--batch', '2', '--loss', 'mse', '--const', `w=${join(d, 'w.npy')}`, '--quiet'));
+    expectOk(await mpc('run', join(d, 'two.onnx'), '--input', join(d, 'x.npy'), '--output', join(d, 'y.npy'), '--backend', 'cpu', '--const', `w=${join(d, 'w.npy')}`));
+    const { readNpy } = await import('../src/data/npy.js');
+    const y = readNpy(join(d, 'y.npy'));
+    const want = [0, 1].flatMap((r) => [0, 1, 2].map((c) => [0, 1, 2, 3].reduce((a, k) => a + x[r * 4 + k] * w[k * 3 + c], 0) + [0.5, -1, 2][c]));
+    expect(Array.from(y.data)).toEqual(want);
+  });
+
+  it('manifest.json says which input made a follow op compute in f32', async () => {
+    const out = join(tmp(), 'out');
+    expectOk(await mpc('compile', BN, '-o', out, '--batch', '4', '--policy', 'bf16', '--quiet'));
+    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    // The ReLU after a BatchNormalization (deny: f32) follows its f32 output.
+    const relu = m.tensors.train.find((t: { producer?: { op: string } }) => t.producer?.op === 'Relu');
+    expect(relu.producer.compute).toBe('f32');
+    expect(relu.producer.reason).toMatch(/follows f32 of '.*BatchNormalization.*', from BatchNormalization '.*' \(deny, f32\)/);
+  });
+});
+
+describe('inspect', () => {
+  it('text output starts with a summary (classes, ops per dtype, casts, bytes)', async () => {
+    const r = await mpc('inspect', MLP, '--policy', 'fp16', '--batch', '4');
+    expectOk(r);
+    const lines = r.stdout.split('\n');
+    expect(lines[1]).toMatch(/^# \d+ nodes; classes: .*allow \d+/);
+    expect(lines[2]).toMatch(/^# ops by compute dtype: .*Gemm \d+xf16/);
+    expect(lines[3]).toMatch(/^# casts: \d+x f32->f16/);
+    expect(lines[4]).toMatch(/^# bytes \(a buffer per value\): param [\d.]+ KiB f32/);
+  });
+
+  it('--format json: the summary and the IR, parseable', async () => {
+    const r = await mpc('inspect', MLP, '--policy', 'bf16', '--batch', '4', '--format', 'json', '--graph', 'eval');
+    expectOk(r);
+    const j = JSON.parse(r.stdout);
+    expect(j.graph).toBe('eval');
+    expect(j.summary.ops.Gemm).toEqual({ bf16: expect.any(Number) });
+    const gemms = j.summary.ops.Gemm.bf16;
+    expect((j.ir.nodes as { op: string }[]).filter((n) => n.op === 'Gemm')).toHaveLength(gemms);
+  });
+
+  it('--format dot: a Graphviz digraph with one box per node', async () => {
+    const r = await mpc('inspect', MLP, '--batch', '4', '--format', 'dot', '--graph', 'eval');
+    expectOk(r);
+    expect(r.stdout).toMatch(/^digraph "/);
+    expect(r.stdout.trim().endsWith('}')).toBe(true);
+    const json = JSON.parse((await mpc('inspect', MLP, '--batch', '4', '--format', 'json', '--graph', 'eval')).stdout);
+    expect(r.stdout.match(/^ {2}n\d+ \[label=/gm)!.length).toBe(json.summary.nodes);
+    expectUsageError(await mpc('inspect', MLP, '--format', 'svg'), /--format/);
+  });
+});
