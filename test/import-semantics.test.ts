@@ -344,3 +344,24 @@ describe('sequence data from npy/npz: token ids of any integer type, labels per 
     await expect(train({ dir, data: `npz:${join(tmp, 'd.npz')}`, epochs: 1, backend: 'cpu', seed: 0, logEvery: 1 }, quiet)).rejects.toThrow(InputError);
   });
 });
+
+describe('index-check: an out-of-range token id on the device is flagged, never silent', () => {
+  it('interpreter and WebGPU both read the bad id as 0 and set the flag; valid ids leave it clear', async () => {
+    const c = compileModel(file('masked_decoder'), { policy: 'fp32', batch: 3, optimizer: { kind: 'sgd', lr: 0.01, momentum: 0 } });
+    const flagged = c.train.nodes.filter((n) => n.op === 'Gather' && n.inputs[2]);
+    expect(flagged.length).toBe(1);
+    const r = REF.masked_decoder;
+    const good = decodeArray(r.x).data as Int32Array;
+    const y = decodeArray(r.y).data as Int32Array;
+    const bad = Int32Array.from(good);
+    bad[5] = 40; // the table has 32 rows
+    for (const gpu of [false, true]) {
+      const e = await engineOf(c, gpu);
+      e.trainStep(good, y);
+      expect(Array.from((await e.read(['index.out_of_range'])).get('index.out_of_range')!.data)).toEqual([0]);
+      e.trainStep(bad, y);
+      expect(Number.isFinite(await e.loss())).toBe(true);
+      expect(Array.from((await e.read(['index.out_of_range'])).get('index.out_of_range')!.data)).toEqual([1]);
+    }
+  });
+});

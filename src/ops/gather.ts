@@ -108,29 +108,47 @@ export function dropoutSeed(n: Node): number {
 
 export const gatherOps: FoldHooks[] = [
   {
+    // inputs: data, indices, and (an mpc extension, added by the index-check pass) flag: an
+    // i32 [1] training state. With it, an out-of-range index reads 0 and sets the flag (output
+    // 1, the flag updated in place), on both backends, for the runtime to report; without it
+    // the interpreter stops at such an index and WebGPU reads 0.
     op: 'Gather',
     domain: '',
     opsets: [1, 22],
     precision: 'follow',
     dataInputs: [0],
-    arity: [2, 2],
-    outputs: 1,
-    infer: (n, [data, idx]) => {
+    arity: [2, 3],
+    outputs: 2,
+    alias: { pairs: [[1, 2]] },
+    infer: (n, [data, idx, flag]) => {
       checkIndices(n, idx);
       const d = gatherDims(n, data.shape, idx.shape);
-      return [{ dtype: data.dtype, shape: [...data.shape.slice(0, d.axis), ...idx.shape, ...data.shape.slice(d.axis + 1)] }];
+      const y = { dtype: data.dtype, shape: [...data.shape.slice(0, d.axis), ...idx.shape, ...data.shape.slice(d.axis + 1)] };
+      if (n.outputs[1] && !flag) throw new Error(`Gather '${n.name}': output 1 (the index flag) needs the flag input`);
+      if (flag && (flag.dtype !== 'i32' || sizeOf(flag.shape) !== 1)) throw new Error(`Gather '${n.name}': the index flag must be i32 [1]`);
+      return flag ? [y, { dtype: 'i32', shape: [...flag.shape] }] : [y];
     },
-    interp: (n, [data, idx], ctx) => {
+    interp: (n, [data, idx, flag], ctx) => {
       const d = gatherDims(n, data.shape, idx.shape);
       const out = emptyLike(data.dtype, d.outer * d.count * d.inner);
+      let bad = false;
       for (let o = 0; o < d.outer; o++)
         for (let k = 0; k < d.count; k++) {
+          const dst = (o * d.count + k) * d.inner;
+          if (flag) {
+            const v = idx.data[k];
+            const j = v < 0 ? v + d.dim : v;
+            if (j < 0 || j >= d.dim) {
+              bad = true;
+              continue; // reads 0, as the kernel does
+            }
+          }
           const j = indexAt(n, idx, k, d.dim);
           const src = (o * d.dim + j) * d.inner;
-          const dst = (o * d.count + k) * d.inner;
           for (let r = 0; r < d.inner; r++) out[dst + r] = data.data[src + r];
         }
-      return [{ dtype: data.dtype, shape: ctx.outTypes[0].shape, data: out }];
+      const y = { dtype: data.dtype, shape: ctx.outTypes[0].shape, data: out };
+      return flag ? [y, { dtype: 'i32', shape: [...flag.shape], data: Int32Array.of(bad ? 1 : flag.data[0]) }] : [y];
     },
     grad: (ctx) => {
       const dy = ctx.dy[0];
@@ -149,15 +167,18 @@ export const gatherOps: FoldHooks[] = [
       const data = w.bind(n.inputs[0], dt.dtype, 'read');
       const idx = w.bind(n.inputs[1], it.dtype, 'read');
       const zero = isFloat(yt.dtype) ? '0.0' : '0';
+      // The flag (in place: output 1 is input 2's buffer): every invocation that meets an
+      // out-of-range index stores the same 1.
+      const flag = n.outputs[1] ? w.bind(n.outputs[1], 'i32', 'read_write') : undefined;
       // Output element i = (o, k, r) over [outer, count, inner]; an out-of-range index reads 0
-      // (ONNX leaves it undefined; the interpreter reports it).
+      // (ONNX leaves it undefined; the interpreter reports it, or sets the flag).
       const compute = [
         `let r = ${d.inner === 1 ? '0u' : `i % ${d.inner}u`};`,
         `let k = ${coordExpr([d.outer, d.count, d.inner], 1, 'i')};`,
         `let o = i / ${d.count * d.inner}u;`,
         `var j = ${w.load(idx, 'k')};`,
         `if (j < 0) { j += ${d.dim}; }`,
-        `if (j < 0 || j >= ${d.dim}) { return ${zero}; }`,
+        `if (j < 0 || j >= ${d.dim}) { ${flag ? `${w.store(flag, '0u', '1')} ` : ''}return ${zero}; }`,
         `return ${w.load(data, `(o * ${d.dim}u + u32(j)) * ${d.inner}u + r`)};`,
       ].join('\n');
       return [mapKernel(w, { out: n.outputs[0], outDtype: yt.dtype, count: sizeOf(yt.shape), compute })];
@@ -185,9 +206,12 @@ export const gatherOps: FoldHooks[] = [
       const shape = ctx.outTypes[0].shape;
       const d = gatherDims(n, shape, idx.shape);
       const out = new Float32Array(sizeOf(shape));
-      // Summed per output element in index order with f32 rounding, as the kernel does.
+      // Summed per output element in index order with f32 rounding, as the kernel does. An
+      // out-of-range index names no row (the forward Gather read zeros there and reported it).
       for (let k = 0; k < d.count; k++) {
-        const j = indexAt(n, idx, k, d.dim);
+        const v = idx.data[k];
+        const j = v < 0 ? v + d.dim : v;
+        if (j < 0 || j >= d.dim) continue;
         for (let o = 0; o < d.outer; o++)
           for (let r = 0; r < d.inner; r++) {
             const at = (o * d.dim + j) * d.inner + r;

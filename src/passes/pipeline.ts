@@ -7,6 +7,7 @@ import { autodiff } from './autodiff.js';
 import { bindDims } from './bind-dims.js';
 import { cse } from './cse.js';
 import { dropoutRng } from './dropout-rng.js';
+import { indexCheck } from './index-check.js';
 import { decompose } from './decompose.js';
 import { emulateDtypes } from './emulate-dtypes.js';
 import { foldConstants, foldConstantsEval } from './fold-constants.js';
@@ -27,6 +28,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
   cse,
   selectParams,
   dropoutRng,
+  indexCheck,
   inferTypes,
   decompose,
   linearToGemm,
