@@ -1,7 +1,7 @@
 // ONNX → IR. Reads the protobuf with onnx-proto, turns initializers into parameters (float)
 // or constants (integer), Constant nodes into constants, and checks every op against the
 // op table, reporting all unsupported ops at once.
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as O } from 'onnx-proto';
@@ -9,16 +9,14 @@ import { byteSize, fromOnnx, isFloat, decode, type DType } from '../ir/dtypes.js
 import { emptyGraph, type AttrValue, type Attrs, type Dim, type Graph } from '../ir/graph.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { hasOp, opRow } from '../ops/table.js';
+import { problemLine, validateModel } from './validate.js';
 
 const onnx = onnxProto.onnx;
 
-/** An error about the user's input, reported as one line with exit code 2. */
-export class InputError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InputError';
-  }
-}
+// InputError lives in the dependency-free runtime module (the runtime copied next to a
+// compiled program throws it too); it is re-exported here for the compiler's modules.
+import { InputError } from '../runtime/errors.js';
+export { InputError };
 
 type Long = { toNumber(): number } | number;
 const num = (v: Long | null | undefined): number => (v === null || v === undefined ? 0 : typeof v === 'number' ? v : v.toNumber());
@@ -31,6 +29,14 @@ export interface ImportOptions {
    * shapes, axes or masks computed from them are known at compile time.
    */
   consts?: Record<string, Tensor>;
+  /** Byte limit of one tensor (validate.ts MAX_BUFFER_BYTES by default). */
+  maxBufferBytes?: number;
+}
+
+/** The op types of the model imported last (for the internal-error report: which ops were involved). */
+let lastOps: string[] = [];
+export function lastImportedOps(): readonly string[] {
+  return lastOps;
 }
 
 export function importOnnxFile(path: string, opts: ImportOptions = {}): Graph {
@@ -56,9 +62,13 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions & { label?: st
   const g = model.graph;
   if (!g || !g.node || g.node.length === 0 || num(model.irVersion) <= 0)
     throw new InputError(`${label}: not a valid ONNX file (no graph)`);
+  lastOps = [...new Set(g.node.map((n) => n.opType || '?'))];
   const opset = (model.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
   const version = opset ? num(opset.version) : 0;
   if (!version) throw new InputError(`${label}: the model declares no opset for the default ONNX domain`);
+  // Every structural problem (types, dimensions, data sizes, attributes, definitions, order) at once.
+  const problems = validateModel(model, { maxBufferBytes: opts.maxBufferBytes });
+  if (problems.length) throw new InputError(`${label}: invalid model: ${problemLine(problems)}`);
 
   // Every unsupported op, with its node names, in one error.
   const unsupported = new Map<string, string[]>();
@@ -115,6 +125,15 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions & { label?: st
       for (const o of extra) graph.values.delete(o);
       n.outputs = n.outputs.slice(0, 3);
     }
+  // Each node's number of inputs and outputs against its op's row.
+  const arity: string[] = [];
+  for (const n of graph.nodes) {
+    const row = opRow(n.op);
+    const ins = n.inputs.length;
+    if (ins < row.arity[0] || ins > row.arity[1]) arity.push(`node '${n.name}' (${n.op}) has ${ins} inputs, ${n.op} takes ${row.arity[0]}..${row.arity[1]}`);
+    if (n.outputs.length > row.outputs) arity.push(`node '${n.name}' (${n.op}) has ${n.outputs.length} outputs, ${n.op} has ${row.outputs}`);
+  }
+  if (arity.length) throw new InputError(`${label}: invalid model: ${problemLine(arity)}`);
   for (const vi of g.output ?? []) {
     const v = graph.values.get(vi.name!);
     if (!v) throw new InputError(`${label}: graph output '${vi.name}' is not produced by any node`);
@@ -285,24 +304,80 @@ function decodeRaw(dtype: DType, buf: Uint8Array, n: number, fail: (w: string) =
   }
 }
 
-/** External data must live inside the model's folder: no absolute paths, `..` or symlinks out. */
+/**
+ * External data must be a regular file inside the model's folder: no absolute paths, `..`,
+ * or symlinks out; folders, FIFOs, sockets and device files are refused without being opened
+ * (a FIFO would block forever), and only the tensor's own byte range is read.
+ */
 function readExternal(t: O.ITensorProto, baseDir: string | undefined, label: string): Uint8Array {
   const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const loc = kv.get('location');
+  const fail = (what: string) => new InputError(`${label}: tensor '${t.name}': ${what}`);
   if (!loc || !baseDir) throw new InputError(`${label}: tensor '${t.name}' has external data without a location`);
-  if (isAbsolute(loc) || loc.split(/[\\/]/).includes('..'))
-    throw new InputError(`${label}: tensor '${t.name}': external data path '${loc}' points outside the model's folder`);
-  const root = realpathSync(baseDir);
+  if (loc.includes('\0')) throw fail(`external data path '${loc.replace(/\0/g, '\\0')}' holds a NUL character`);
+  if (isAbsolute(loc) || /^[a-zA-Z]:[\\/]/.test(loc) || loc.split(/[\\/]/).includes('..'))
+    throw fail(`external data path '${loc}' points outside the model's folder`);
+  const intKey = (key: string): number | undefined => {
+    if (!kv.has(key)) return undefined;
+    const s = kv.get(key)!.trim();
+    const v = Number(s);
+    if (!/^\d+$/.test(s) || !Number.isSafeInteger(v)) throw fail(`external data ${key} '${kv.get(key)}' is not a non-negative integer`);
+    return v;
+  };
+  const offset = intKey('offset') ?? 0;
+  const length = intKey('length');
+  let root: string;
   let real: string;
   try {
+    root = realpathSync(baseDir);
     real = realpathSync(resolve(baseDir, loc));
-  } catch {
-    throw new InputError(`${label}: tensor '${t.name}': external data file '${loc}' not found`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw fail(`external data file '${loc}' not found`);
+    if (code === 'ENOTDIR') throw fail(`external data path '${loc}': a part of the path is a file, not a folder`);
+    if (code === 'ELOOP') throw fail(`external data path '${loc}': too many levels of symbolic links`);
+    throw fail(`external data file '${loc}' cannot be read (${code ?? (e as Error).message})`);
   }
-  if (!real.startsWith(root + sep)) throw new InputError(`${label}: tensor '${t.name}': external data path '${loc}' resolves outside the model's folder`);
-  const data = readFileSync(real);
-  const offset = Number(kv.get('offset') ?? 0);
-  const length = kv.has('length') ? Number(kv.get('length')) : data.length - offset;
-  if (offset + length > data.length) throw new InputError(`${label}: tensor '${t.name}': external data '${loc}' is truncated`);
-  return data.subarray(offset, offset + length);
+  if (!real.startsWith(root + sep)) throw fail(`external data path '${loc}' resolves outside the model's folder`);
+  // stat before open: opening a FIFO for reading blocks until a writer appears.
+  const kind = (st: Stats): string | undefined =>
+    st.isFile() ? undefined : st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO (named pipe)' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device file' : 'not a regular file';
+  const notFile = (what: string) => fail(`external data '${loc}' is ${what}, not a regular file`);
+  let st: Stats;
+  try {
+    st = statSync(real);
+  } catch (e) {
+    throw fail(`external data file '${loc}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const k = kind(st);
+  if (k) throw notFile(k);
+  let fd: number;
+  try {
+    // O_NONBLOCK: should the path have been swapped for a FIFO since the stat, the open does not block.
+    fd = openSync(real, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (e) {
+    throw fail(`external data file '${loc}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  try {
+    const fst = fstatSync(fd);
+    const k2 = kind(fst);
+    if (k2) throw notFile(k2);
+    const size = fst.size;
+    if (offset > size) throw fail(`external data offset ${offset} is past the end of '${loc}' (${size} bytes)`);
+    const len = length ?? size - offset;
+    if (offset + len > size) throw fail(`external data '${loc}' is truncated: offset ${offset} + length ${len} is past its end (${size} bytes)`);
+    const out = new Uint8Array(len);
+    let got = 0;
+    while (got < len) {
+      const r = readSync(fd, out, got, len - got, offset + got);
+      if (r <= 0) throw fail(`external data '${loc}' is truncated (${size} bytes)`);
+      got += r;
+    }
+    return out;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw fail(`external data file '${loc}' cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  } finally {
+    closeSync(fd);
+  }
 }

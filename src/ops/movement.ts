@@ -37,12 +37,17 @@ export function viewRow(op: string, opsets: [number, number], outShape: (n: Node
 /** ONNX Reshape semantics: 0 copies the input dimension (unless allowzero), -1 is inferred. */
 export function reshapeTarget(n: Node, inShape: number[], spec: number[]): number[] {
   const allowZero = attrInt(n, 'allowzero', 0) === 1;
+  if (spec.some((d, i) => d === 0 && !allowZero && i >= inShape.length))
+    throw new Error(`Reshape '${n.name}': shape [${spec}] copies (0) a dimension the input [${inShape}] does not have`);
+  if (spec.some((d) => !Number.isInteger(d) || d < -1)) throw new Error(`Reshape '${n.name}': shape [${spec}] has a negative dimension other than -1`);
   const out = spec.map((d, i) => (d === 0 && !allowZero ? inShape[i] : d));
   const neg = out.filter((d) => d === -1).length;
   if (neg > 1) throw new Error(`Reshape '${n.name}': more than one -1 in shape [${spec}]`);
   if (neg === 1) {
     const known = out.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-    out[out.indexOf(-1)] = known === 0 ? 0 : sizeOf(inShape) / known;
+    const inferred = known === 0 ? 0 : sizeOf(inShape) / known;
+    if (!Number.isInteger(inferred)) throw new Error(`Reshape '${n.name}': cannot view [${inShape}] as [${spec}] (${sizeOf(inShape)} elements do not divide by ${known})`);
+    out[out.indexOf(-1)] = inferred;
   }
   return out;
 }

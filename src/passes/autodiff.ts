@@ -10,6 +10,7 @@ import { liveNodes, type Graph, type Node, type Precision } from '../ir/graph.js
 import { opRow } from '../ops/table.js';
 import type { GradCtx } from '../ops/types.js';
 import type { Pass } from './pass.js';
+import { InputError } from '../runtime/errors.js';
 
 export interface GradMeta {
   seed: string;
@@ -28,7 +29,8 @@ export const autodiff: Pass = {
     // Values whose gradient is needed: those that depend on a parameter.
     const needs = new Set<string>(params);
     for (const n of g.nodes) if (n.inputs.some((i) => needs.has(i))) n.outputs.forEach((o) => o && isFloat(g.values.get(o)!.dtype) && needs.add(o));
-    if (!needs.has(loss)) throw new Error('the loss does not depend on any parameter');
+    // The model's prediction computed from no trained weight: nothing to train (the model's or the options' fault).
+    if (!needs.has(loss)) throw new InputError(`the loss does not depend on any trained parameter (${params.length} parameters; output '${(g.meta.loss as { prediction?: string }).prediction ?? g.outputs[0]}')`);
 
     const contributions = new Map<string, string[]>();
     const lt = typeOf(g, loss);

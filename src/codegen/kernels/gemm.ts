@@ -83,6 +83,12 @@ export interface GemmOptions {
   target: Target;
   /** Force a variant (tests, benchmarks); default: the fastest one that applies. */
   variant?: GemmVariant;
+  /**
+   * Workgroups per dispatch dimension (default MAX_WORKGROUPS_PER_DIM, WebGPU's limit; tests
+   * lower it). A blocked GEMM whose grid of tiles exceeds it runs its tiles from a linear
+   * workgroup index spread over x and y; the subgroup variant then gives way to the blocked one.
+   */
+  maxWorkgroups?: number;
 }
 
 /** Tile shapes. TN is raised to the output's values per word where that is larger. */
@@ -107,7 +113,8 @@ export function emitGemm(o: GemmOptions): Kernel {
     batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
   };
   const perWord = w.layout(g.out).perWord;
-  const variant = o.variant ?? chooseVariant(o, perWord);
+  let variant = o.variant ?? chooseVariant(o, perWord);
+  if (variant === 'subgroup' && !o.variant && gridExceeds(o, subgroupGrid(o, perWord))) variant = 'blocked';
   if (variant !== 'naive' && o.N % perWord !== 0)
     throw new Error(`gemm '${o.name}': the ${variant} variant needs N (${o.N}) to be a multiple of ${perWord} for a packed ${o.out.dtype} output`);
   if (variant === 'subgroup') return subgroupKernel(g, perWord);
@@ -133,7 +140,7 @@ function validate(o: GemmOptions): void {
     if (op && !isFloat(op.dtype)) throw new Error(`${where}: operand ${k} has non-float dtype ${op.dtype}`);
   const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
   if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`${where}: bad batch [${dims}]`);
-  if (sizeOf(dims) > MAX_WORKGROUPS_PER_DIM) throw new Error(`${where}: batch ${sizeOf(dims)} exceeds ${MAX_WORKGROUPS_PER_DIM}`);
+  if (sizeOf(dims) >= 2 ** 32) throw new Error(`${where}: batch ${sizeOf(dims)} exceeds the u32 index range`);
   for (const [k, op] of Object.entries({ a: o.a, b: o.b, c: o.c })) {
     const s = op?.batchStride;
     if (Array.isArray(s) && s.length !== dims.length)
@@ -274,10 +281,52 @@ function opaqueBound(g: Gen, n: number): string {
   return `select(${u(n)}, 0u, arrayLength(&${g.out}) == 0u)`;
 }
 
+function maxGroups(o: GemmOptions): number {
+  return o.maxWorkgroups ?? MAX_WORKGROUPS_PER_DIM;
+}
+
+function gridExceeds(o: GemmOptions, grid: [number, number, number]): boolean {
+  return grid.some((d) => d > maxGroups(o));
+}
+
+/** The subgroup variant's grid of workgroups: column tiles, row tiles, batch. */
+function subgroupGrid(o: GemmOptions, perWord: number): [number, number, number] {
+  const S = o.target.subgroupSize ?? 1;
+  const tile = perWord === 4 ? SUBGROUP_TILE_FP8_OUT : SUBGROUP_TILE;
+  const TN = Math.max(tile.TN, perWord);
+  const batch = sizeOf(typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])]);
+  return [Math.ceil(o.N / (S * TN)), Math.ceil(o.M / tile.TM), batch];
+}
+
 function checkDispatch(g: Gen, dispatch: [number, number, number]): [number, number, number] {
-  if (dispatch.some((d) => d > MAX_WORKGROUPS_PER_DIM))
-    throw new Error(`gemm '${g.o.name}': dispatch [${dispatch}] exceeds ${MAX_WORKGROUPS_PER_DIM} workgroups per dimension`);
+  if (gridExceeds(g.o, dispatch))
+    throw new Error(`gemm '${g.o.name}': dispatch [${dispatch}] exceeds ${maxGroups(g.o)} workgroups per dimension`);
   return dispatch;
+}
+
+/**
+ * A grid of workgroups over the per-dimension limit, run as a linear workgroup index spread
+ * over x, y and z: returns the dispatch and the lines that define `tid`, the global id the
+ * body would have seen under the unlimited grid (workgroups past the grid return at once).
+ */
+function foldedGrid(g: Gen, grid: [number, number, number], wsize: [number, number]): { dispatch: [number, number, number]; lets: string[] } {
+  const limit = maxGroups(g.o);
+  const total = grid[0] * grid[1] * grid[2];
+  if (total >= 2 ** 32) throw new Error(`gemm '${g.o.name}': ${total} workgroups exceed the u32 index range`);
+  const dz = Math.ceil(total / (limit * limit));
+  const rest = Math.ceil(total / dz);
+  const dy = Math.ceil(rest / limit);
+  const dx = Math.ceil(rest / dy);
+  if (dz > limit) throw new Error(`gemm '${g.o.name}': ${total} workgroups exceed ${limit}^3`);
+  const [X, Y] = grid;
+  return {
+    dispatch: [dx, dy, dz],
+    lets: [
+      `let wg = gid.x / ${u(wsize[0])} + (gid.y / ${u(wsize[1])}) * ${u(dx)} + gid.z * ${u(dx * dy)};`,
+      `if (wg >= ${u(total)}) { return; }`,
+      `let tid = vec3<u32>((wg % ${u(X)}) * ${u(wsize[0])} + lid.x, ((wg / ${u(X)}) % ${u(Y)}) * ${u(wsize[1])} + lid.y, wg / ${u(X * Y)});`,
+    ],
+  };
 }
 
 /**
@@ -392,10 +441,16 @@ function blockedKernel(g: Gen, perWord: number): Kernel {
   }
   body.push('}', ...blockEpilogue(g, TM, TN, perWord));
 
+  const grid: [number, number, number] = [Math.ceil(N / (WX * TN)), Math.ceil(M / (WY * TM)), sizeOf(g.batchDims)];
+  if (gridExceeds(g.o, grid)) {
+    // Over the per-dimension limit: the same body, its global id rebuilt from a linear workgroup index.
+    const f = foldedGrid(g, grid, [WX, WY]);
+    return g.w.finish({ body: [...f.lets, ...body.map((l) => l.replace(/\bgid\./g, 'tid.'))].join('\n'), workgroupSize: [WX, WY, 1], dispatch: f.dispatch });
+  }
   return g.w.finish({
     body: body.join('\n'),
     workgroupSize: [WX, WY, 1],
-    dispatch: checkDispatch(g, [Math.ceil(N / (WX * TN)), Math.ceil(M / (WY * TM)), sizeOf(g.batchDims)]),
+    dispatch: grid,
   });
 }
 
