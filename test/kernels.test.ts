@@ -318,6 +318,8 @@ CASES.push(
   { op: 'mpc.StepCount', what: 'no flag', ins: [{ shape: [], dtype: 'i32', gen: [4] }], types: ['f32'] },
   { op: 'mpc.StepCount', what: 'flag 0', ins: [{ shape: [], dtype: 'i32', gen: [4] }, flagIn(0)], types: ['f32'] },
   { op: 'mpc.StepCount', what: 'flag 1 (skipped)', ins: [{ shape: [], dtype: 'i32', gen: [4] }, flagIn(1)], types: ['f32'] },
+  { op: 'mpc.CountSkipped', what: 'finite', ins: [flagIn(0), { shape: [], dtype: 'i32', gen: [7] }], types: ['f32'] },
+  { op: 'mpc.CountSkipped', what: 'found inf', ins: [flagIn(1), { shape: [], dtype: 'i32', gen: [7] }], types: ['f32'] },
 );
 
 // fp8 with per-tensor scaling: statistics, quantization, the scale update, fp8 GEMM operands.

@@ -1,6 +1,6 @@
 // The `train` options and action, shared by `mpc train` and the generated train.mjs.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { train } from '../runtime/train.js';
+import { DEFAULT_MAX_SKIPPED, train } from '../runtime/train.js';
 import { formatProfile, profileDir } from '../runtime/profile.js';
 import { InputError } from '../onnx/import.js';
 import { createProgress } from './progress.js';
@@ -8,6 +8,12 @@ import { createProgress } from './progress.js';
 export function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function nonNegativeInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
   return n;
 }
 
@@ -25,12 +31,18 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--steps <n>', 'stop after this many steps', positiveInt)
     .option('--lr <x>', 'learning rate (default: the one compiled in)', positiveFloat)
     .addOption(new Option('--backend <name>', 'where to run').choices(['webgpu', 'cpu']).default('webgpu'))
-    .option('--seed <n>', 'shuffling seed', (v) => Number.parseInt(v, 10), 0)
+    .option('--seed <n>', 'shuffling and Dropout seed (a non-negative integer)', (v: string) => {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new InvalidArgumentError('expected a non-negative integer');
+      return n;
+    }, 0)
     .option('--save <file>', 'trained weights (safetensors keyed by ONNX initializer name); default <dir>/trained.safetensors')
     .option('--log-every <n>', 'read the loss back every N steps', positiveInt, 10)
     .option('--fp8-stats', 'with --json: each fp8 tensor\'s amax, scale, saturated and flushed fractions at every log step')
     .option('--checkpoint <file>', 'write parameters and all training state (optimizer, loss scale, fp8 scaling) at the end')
     .option('--resume <file>', 'start from a checkpoint written by --checkpoint')
+    .option('--allow-nonfinite', 'train on data holding NaN/inf values (rejected by default, naming the sample); steps with non-finite gradients are skipped')
+    .option('--max-skipped <n>', `stop with an error once more than N steps in a row were skipped for non-finite gradients (checked every --log-every steps; the weights of the last good step are saved)`, nonNegativeInt, DEFAULT_MAX_SKIPPED)
     .option('--profile', 'after training, time every kernel of the train schedule on a fresh copy of the program (as mpc profile <dir>; with --json the table goes to stderr and the JSON gets "profile")')
     .option('--json', 'print a JSON summary as the last line of stdout')
     .option('--quiet', 'no progress display');
@@ -48,6 +60,8 @@ export interface TrainCliOpts {
   fp8Stats?: boolean;
   checkpoint?: string;
   resume?: string;
+  allowNonfinite?: boolean;
+  maxSkipped?: number;
   logEvery: number;
   json?: boolean;
   quiet?: boolean;
@@ -57,7 +71,7 @@ export interface TrainCliOpts {
 export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
   if (o.profile && o.backend !== 'webgpu') throw new InputError('--profile times WebGPU kernels: it needs --backend webgpu');
   const progress = createProgress({ quiet: o.quiet });
-  const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery, fp8Stats: o.fp8Stats, checkpoint: o.checkpoint, resume: o.resume }, progress);
+  const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery, fp8Stats: o.fp8Stats, checkpoint: o.checkpoint, resume: o.resume, allowNonFinite: o.allowNonfinite, maxSkipped: o.maxSkipped }, progress);
   const lines = [
     `policy ${s.policy} on ${s.backend} (${s.adapter}): ${s.steps} steps in ${s.seconds} s (${s.steps_per_second} step/s)`,
     `train loss ${s.train_loss.toFixed(4)}  test loss ${s.test_loss.toFixed(4)}` +
@@ -66,6 +80,9 @@ export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
       (s.final_loss_scale !== null ? `  loss scale ${s.final_loss_scale}, ${s.skipped_steps} skipped steps` : ''),
     `weights: ${s.weights}` + (s.checkpoint ? `  checkpoint: ${s.checkpoint}` : ''),
   ];
+  // Skipped steps are a warning on their own line (stderr), whatever the policy.
+  if (s.skipped_steps > 0)
+    process.stderr.write(`mpc: warning: ${s.skipped_steps} of ${s.steps} steps were skipped for non-finite (inf/NaN) gradients; their updates were not applied\n`);
   const profile = o.profile ? await profileDir(dir, { schedule: 'train' }) : undefined;
   if (profile) lines.push('', formatProfile(profile).trimEnd());
   if (o.json) {

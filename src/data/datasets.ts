@@ -119,39 +119,70 @@ function tokensToInt(t: { dtype: string; data: ArrayLike<number> }, path: string
   return t.data instanceof Int32Array ? t.data : Int32Array.from(t.data);
 }
 
+/** Thrown when float samples hold NaN or inf (and they are not allowed). */
+export class NonFiniteDataError extends Error {}
+
+/**
+ * Rejects samples holding NaN or ±inf (after conversion to f32: a float64 beyond the f32
+ * range is inf), naming the file, the sample (row) and the position in it.
+ */
+export function checkFinite(x: Float32Array, per: number, path: string): void {
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (v - v !== 0) {
+      const what = Number.isNaN(v) ? 'NaN' : v > 0 ? 'inf' : '-inf';
+      throw new NonFiniteDataError(
+        `${path}: sample ${Math.floor(i / per)} holds ${what} (at position ${i % per} of ${per}); remove it, or pass --allow-nonfinite to train on it anyway (steps with non-finite gradients are skipped)`,
+      );
+    }
+  }
+}
+
+export interface LoadOptions {
+  /** The model takes integer token ids: keep integer samples as ids. */
+  tokens?: boolean;
+  /** Keep samples that hold NaN or inf instead of rejecting the file. */
+  allowNonFinite?: boolean;
+}
+
 function pair(
   images: { dtype: string; shape: number[]; data: ArrayLike<number> },
   labels: { dtype: string; shape: number[]; data: ArrayLike<number> },
   imagesPath: string,
   labelsPath: string,
-  tokens = false,
+  opts: LoadOptions = {},
 ): LabelledData {
   if (images.shape.length < 2) throw new Error(`${imagesPath}: samples need a leading sample dimension, got shape [${images.shape.join(', ')}]`);
   const n = images.shape[0]!;
   const y = labelsToInt(labels, labelsPath);
   if (labels.shape[0] !== n) throw new Error(`${labelsPath}: labels for ${labels.shape[0]} samples, ${imagesPath} has ${n}`);
-  const x = tokens ? tokensToInt(images, imagesPath) : imagesToFloat(images, imagesPath);
-  return { x, y, n, shape: images.shape.slice(1), labelsPer: n ? y.length / n : 1 };
+  const x = opts.tokens ? tokensToInt(images, imagesPath) : imagesToFloat(images, imagesPath);
+  const shape = images.shape.slice(1);
+  if (x instanceof Float32Array && !opts.allowNonFinite) checkFinite(x, Math.max(1, shape.reduce((a, b) => a * b, 1)), imagesPath);
+  return { x, y, n, shape, labelsPer: n ? y.length / n : 1 };
 }
 
+/** `opts`: LoadOptions, or (older form) whether the model takes token ids. */
+const loadOpts = (opts: LoadOptions | boolean | undefined): LoadOptions => (typeof opts === 'boolean' ? { tokens: opts } : (opts ?? {}));
+
 /** Loads images and labels from IDX files (plain or .gz). */
-export function loadIdxPair(imagesPath: string, labelsPath: string, tokens = false): LabelledData {
+export function loadIdxPair(imagesPath: string, labelsPath: string, opts?: LoadOptions | boolean): LabelledData {
   const images: IdxTensor = readIdx(imagesPath);
   const labels: IdxTensor = readIdx(labelsPath);
-  return pair(images, labels, imagesPath, labelsPath, tokens);
+  return pair(images, labels, imagesPath, labelsPath, loadOpts(opts));
 }
 
 /** Loads samples and labels from .npy files (uint8 images are scaled to [0, 1]; token ids are kept). */
-export function loadNpyPair(xPath: string, yPath: string, tokens = false): LabelledData {
+export function loadNpyPair(xPath: string, yPath: string, opts?: LoadOptions | boolean): LabelledData {
   const x: NpyArray = readNpy(xPath);
   const y: NpyArray = readNpy(yPath);
-  return pair(x, y, xPath, yPath, tokens);
+  return pair(x, y, xPath, yPath, loadOpts(opts));
 }
 
 /** Loads samples and labels from one .npz file: arrays `x` and `y` (or the names given). */
-export function loadNpz(path: string, xName = 'x', yName = 'y', tokens = false): LabelledData {
+export function loadNpz(path: string, xName = 'x', yName = 'y', opts?: LoadOptions | boolean): LabelledData {
   const arrays = readNpz(path);
   for (const k of [xName, yName])
     if (!arrays[k]) throw new Error(`${path}: no array '${k}' (it has ${Object.keys(arrays).join(', ') || 'none'})`);
-  return pair(arrays[xName], arrays[yName], `${path}:${xName}`, `${path}:${yName}`, tokens);
+  return pair(arrays[xName], arrays[yName], `${path}:${xName}`, `${path}:${yName}`, loadOpts(opts));
 }

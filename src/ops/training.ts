@@ -10,9 +10,9 @@ import { dispatch1d } from '../codegen/kernel.js';
 import { f32Lit, MAP_WORKGROUP, type KernelWriter } from '../codegen/storage.js';
 import { attrFloat, attrInt, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
-/** Index of each hyperparameter in the `optim.hparams` buffer. */
-export const HPARAM = { lr: 0, momentum: 1, beta1: 1, beta2: 2, eps: 3, weightDecay: 4 } as const;
-export const HPARAM_COUNT = 8;
+// Index of each hyperparameter in the `optim.hparams` buffer (the runtime's layout).
+import { HPARAM, HPARAM_COUNT } from '../runtime/hparams.js';
+export { HPARAM, HPARAM_COUNT };
 
 /**
  * b^t for an integer step t by repeated squaring, every product rounded to f32: the GPU
@@ -47,6 +47,9 @@ const WGSL_POW_INT = `fn pow_int(b: f32, t: i32) -> f32 {
 const same = (t: ValueType): ValueType => ({ dtype: t.dtype, shape: [...t.shape] });
 const isNonFinite = (v: number) => !Number.isFinite(v);
 const skipped = (flag: Tensor | undefined) => flag !== undefined && flag.data[0] !== 0;
+
+/** The end of every guarded step: a found-inf step is counted as skipped and the flag cleared. */
+const countSkippedWgsl = (flag: string, skippedSteps: string) => `if (found) { ${skippedSteps}[0] = ${skippedSteps}[0] + 1; }\n${flag}[0] = 0;`;
 
 /** WGSL test for inf/NaN on the bits (WGSL lets implementations assume floats are finite). */
 const WGSL_NONFINITE = 'fn non_finite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u; }\n';
@@ -263,9 +266,30 @@ export const trainingOps: OpRow[] = [
               `}`,
             ].join('\n')
           : '',
-        `if (found) { ${sk}[0] = ${sk}[0] + 1; }`,
-        `${fl}[0] = 0;`,
+        countSkippedWgsl(fl, sk),
       ].join('\n');
+      return [w.finish({ body, workgroupSize: [1, 1, 1], dispatch: [1, 1, 1] })];
+    },
+  },
+  {
+    // The end of a step without loss scaling (the scale is fixed at 1): counts a skipped
+    // step and clears the found-inf flag, as UpdateLossScale does with a static scale.
+    // inputs: found_inf i32[1], skipped i32[1]; outputs likewise.
+    op: 'mpc.CountSkipped',
+    domain: 'mpc',
+    precision: 'none',
+    arity: [2, 2],
+    outputs: 2,
+    alias: { pairs: [[0, 0], [1, 1]] },
+    infer: (_n, ins) => ins.map(same),
+    interp: (_n, [flag, skippedSteps]) => [
+      { ...flag, data: new Int32Array([0]) },
+      { ...skippedSteps, data: new Int32Array([skippedSteps.data[0] + (flag.data[0] !== 0 ? 1 : 0)]) },
+    ],
+    wgsl: (n, ctx) => {
+      const w = ctx.writer();
+      const [fl, sk] = n.inputs.map((v) => w.bind(v, 'i32', 'read_write'));
+      const body = ['if (flat > 0u) { return; }', `let found = ${fl}[0] != 0;`, countSkippedWgsl(fl, sk)].join('\n');
       return [w.finish({ body, workgroupSize: [1, 1, 1], dispatch: [1, 1, 1] })];
     },
   },

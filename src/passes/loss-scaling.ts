@@ -5,6 +5,9 @@
 //    when the flag is set;
 //  - at the end of the step the scale is halved on overflow, doubled after N finite steps
 //    (dynamic), skipped steps are counted and the flag is cleared.
+// Without loss scaling (--loss-scale none: fp32, bf16, fp8 by default) the same guard runs
+// with the scale fixed at 1: the seed stays 1, the updates skip a step whose gradients hold
+// an inf/NaN, and CountSkipped counts it, so no weight is ever written as inf/NaN.
 import { addNode, addState } from '../ir/build.js';
 import { scalar } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
@@ -18,16 +21,19 @@ export const SKIPPED = 'skipped_steps';
 
 export const lossScaling: Pass = {
   name: 'loss-scaling',
-  doc: 'scale the loss gradient, skip steps with inf/NaN gradients, update the scale on the device',
+  doc: 'skip steps with inf/NaN gradients (every policy); scale the loss gradient and update the scale on the device',
   run(g, ctx) {
     const grads = g.meta.grads as GradMeta | undefined;
     const cfg = ctx.lossScale;
-    if (!grads || cfg.kind === 'none') return g;
-    addState(g, SCALE, scalar('f32', cfg.kind === 'static' ? cfg.scale : cfg.init));
-    addState(g, GROWTH, scalar('i32', 0));
+    if (!grads) return g;
+    const scaled = cfg.kind !== 'none';
+    if (scaled) {
+      addState(g, SCALE, scalar('f32', cfg.kind === 'static' ? cfg.scale : cfg.init));
+      addState(g, GROWTH, scalar('i32', 0));
+    }
     addState(g, FOUND_INF, scalar('i32', 0));
     addState(g, SKIPPED, scalar('i32', 0));
-    for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === grads.seed ? SCALE : i));
+    if (scaled) for (const n of g.nodes) n.inputs = n.inputs.map((i) => (i === grads.seed ? SCALE : i));
 
     // The finite check goes right before the first update that depends on it.
     const first = g.nodes.findIndex((n) => opRow(n.op).scalerInputs);
@@ -40,8 +46,14 @@ export const lossScaling: Pass = {
       const s = opRow(n.op).scalerInputs;
       if (!s) continue;
       while (n.inputs.length <= Math.max(s.flag, s.scale ?? 0)) n.inputs.push('');
-      if (s.scale !== undefined) n.inputs[s.scale] = SCALE;
+      if (s.scale !== undefined && scaled) n.inputs[s.scale] = SCALE;
       n.inputs[s.flag] = flag;
+    }
+    if (!scaled) {
+      const [flagNext, skippedNext] = addNode(g, 'mpc.CountSkipped', [flag, SKIPPED], { name: 'count_skipped' });
+      g.updates.push({ state: FOUND_INF, next: flagNext }, { state: SKIPPED, next: skippedNext });
+      g.meta.lossScale = { ...cfg, skipped: SKIPPED };
+      return g;
     }
     const next = addNode(g, 'mpc.UpdateLossScale', [SCALE, GROWTH, flag, SKIPPED], {
       name: 'update_loss_scale',
@@ -61,14 +73,16 @@ export const lossScaling: Pass = {
   },
   check: (g, ctx) => {
     const grads = g.meta.grads as GradMeta | undefined;
-    if (!grads || ctx.lossScale.kind === 'none') return [];
+    if (!grads) return [];
+    const scaled = ctx.lossScale.kind !== 'none';
     const errs: string[] = [];
-    if (g.nodes.some((n) => n.inputs.includes(grads.seed))) errs.push('the unscaled gradient seed is still used');
+    if (scaled && g.nodes.some((n) => n.inputs.includes(grads.seed))) errs.push('the unscaled gradient seed is still used');
     for (const n of g.nodes) {
       const s = opRow(n.op).scalerInputs;
       if (s && !n.inputs[s.flag]) errs.push(`update '${n.name}' ignores the found-inf flag`);
     }
-    if (g.nodes[g.nodes.length - 1]?.op !== 'mpc.UpdateLossScale') errs.push('the loss scale update is not the last node');
+    const last = scaled ? 'mpc.UpdateLossScale' : 'mpc.CountSkipped';
+    if (g.nodes[g.nodes.length - 1]?.op !== last) errs.push(`the step does not end with ${last}`);
     return errs;
   },
 };

@@ -7,60 +7,18 @@
 // - The Vulkan loader (and Mesa's lavapipe) read the environment when the instance is
 //   created, so XDG_RUNTIME_DIR is fixed up before `webgpu` is even loaded.
 
-import { mkdtempSync, chmodSync } from 'node:fs';
+import { chmodSync, closeSync, constants, mkdtempSync, openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compileShader, GpuUnavailableError, openDevice, type Gpu } from './gpu.js';
 
-export interface GpuLimits {
-  maxStorageBufferBindingSize: number;
-  maxBufferSize: number;
-  maxStorageBuffersPerShaderStage: number;
-  maxComputeWorkgroupStorageSize: number;
-  maxComputeInvocationsPerWorkgroup: number;
-  maxComputeWorkgroupSizeX: number;
-  maxComputeWorkgroupSizeY: number;
-  maxComputeWorkgroupSizeZ: number;
-  maxComputeWorkgroupsPerDimension: number;
-}
-
-export interface Gpu {
-  device: GPUDevice;
-  /** Human-readable adapter description, e.g. "llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)". */
-  adapterName: string;
-  /** True when the device was created with the `shader-f16` feature. */
-  hasF16: boolean;
-  /**
-   * The subgroup size when the device was created with the `subgroups` feature and the
-   * adapter reports one fixed size (lavapipe: its SIMD width, 8 with AVX2); otherwise
-   * undefined. Kernels specialised on it (the GEMM) need exactly this size.
-   */
-  subgroupSize?: number;
-  /** The limits the device was created with (the adapter's maxima for these). */
-  limits: GpuLimits;
-}
-
-export class GpuUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GpuUnavailableError';
-  }
-}
+export { compileShader, GpuUnavailableError, openDevice };
+export type { Gpu, GpuLimits } from './gpu.js';
 
 const NO_ADAPTER_MESSAGE =
   'no WebGPU adapter found: install Mesa >= 25 (lavapipe, e.g. mesa-vulkan-drivers from ' +
   'bookworm-backports; see scripts/setup-debian.sh) or a GPU Vulkan driver, or run with --backend cpu';
 
-const LIMIT_NAMES: (keyof GpuLimits)[] = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxStorageBuffersPerShaderStage',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxComputeWorkgroupSizeZ',
-  'maxComputeWorkgroupsPerDimension',
-];
 
 /** The Dawn instance. Deliberately never cleared (see the note at the top). */
 let dawnInstance: GPU | undefined;
@@ -89,32 +47,50 @@ async function dawn(): Promise<GPU> {
   return dawnInstance;
 }
 
-async function openGpu(wantF16: boolean): Promise<Gpu> {
-  const instance = await dawn();
-  const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new GpuUnavailableError(NO_ADAPTER_MESSAGE);
-
-  const hasF16 = wantF16 && adapter.features.has('shader-f16');
-  const info = adapter.info;
-  const sgMin = info.subgroupMinSize ?? 0;
-  const fixedSubgroup = adapter.features.has('subgroups') && sgMin > 0 && sgMin === info.subgroupMaxSize;
-  const features: GPUFeatureName[] = [];
-  if (hasF16) features.push('shader-f16');
-  if (fixedSubgroup) features.push('subgroups');
-  if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
-  const requiredLimits: Record<string, number> = {};
-  const limits = {} as GpuLimits;
-  for (const name of LIMIT_NAMES) {
-    const value = adapter.limits[name];
-    requiredLimits[name] = value;
-    limits[name] = value;
+/**
+ * Runs `f` with file descriptor 2 pointed at /dev/null, unless MPC_DEBUG is set. Dawn prints
+ * start-up warnings about the adapter's limits (lavapipe: "maxDynamicUniformBuffersPerPipeline
+ * Layout artificially reduced...") straight to fd 2, from native code, while requestAdapter
+ * runs: they are not the user's business, and a failing command must print one line only.
+ * Node has no dup2: fd 2 is reopened through /proc/self/fd (a tty or a pipe reopens as the same
+ * one); where that cannot be done (no /proc, a socket), nothing is hidden.
+ */
+export function withQuietStderr<T>(f: () => T): T {
+  if (process.env.MPC_DEBUG || process.platform !== 'linux') return f();
+  const flags = constants.O_WRONLY | constants.O_APPEND | constants.O_NOCTTY;
+  let saved: number;
+  try {
+    saved = openSync('/proc/self/fd/2', flags);
+  } catch {
+    return f();
   }
-  const device = await adapter.requestDevice({
-    requiredFeatures: features,
-    requiredLimits,
-  });
-  const adapterName = info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown adapter';
-  return { device, adapterName, hasF16, limits, ...(fixedSubgroup ? { subgroupSize: sgMin } : {}) };
+  let hidden = false;
+  try {
+    closeSync(2);
+    // The lowest free descriptor is 2 again: it now points at /dev/null.
+    const nul = openSync('/dev/null', constants.O_WRONLY);
+    hidden = nul === 2;
+    if (!hidden) closeSync(nul);
+  } catch {
+    /* restored below */
+  }
+  try {
+    return f();
+  } finally {
+    try {
+      if (hidden) closeSync(2);
+      const back = openSync(`/proc/self/fd/${saved}`, flags);
+      if (back !== 2) closeSync(back);
+    } catch {
+      /* stderr stays where it is */
+    }
+    closeSync(saved);
+  }
+}
+
+/** `instance` whose requestAdapter (where Dawn prints its start-up warnings) runs with a quiet stderr. */
+function quietAdapters(instance: GPU): GPU {
+  return { requestAdapter: (o?: GPURequestAdapterOptions) => withQuietStderr(() => instance.requestAdapter(o)) } as unknown as GPU;
 }
 
 /**
@@ -125,7 +101,7 @@ export function getGpu(opts: { f16?: boolean } = {}): Promise<Gpu> {
   const wantF16 = opts.f16 ?? true;
   let entry = gpuCache.get(wantF16);
   if (!entry) {
-    entry = openGpu(wantF16);
+    entry = dawn().then((instance) => openDevice(quietAdapters(instance), wantF16, NO_ADAPTER_MESSAGE));
     entry.catch(() => gpuCache.delete(wantF16));
     gpuCache.set(wantF16, entry);
   }
@@ -137,18 +113,6 @@ export interface ComputeBuffer {
   data?: ArrayBufferView;
   bytes?: number;
   access: 'read' | 'read_write';
-}
-
-/** Compile a shader module and throw with the compiler's messages if it has errors. */
-export async function compileShader(device: GPUDevice, wgsl: string, label?: string): Promise<GPUShaderModule> {
-  const module = device.createShaderModule({ code: wgsl, ...(label ? { label } : {}) });
-  const info = await module.getCompilationInfo();
-  const errors = info.messages.filter((m) => m.type === 'error');
-  if (errors.length > 0) {
-    const lines = errors.map((m) => `${label ?? 'shader'}:${m.lineNum}:${m.linePos}: ${m.message}`);
-    throw new Error(`WGSL compilation failed:\n${lines.join('\n')}`);
-  }
-  return module;
 }
 
 function roundUp4(n: number): number {
