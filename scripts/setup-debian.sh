@@ -3,6 +3,8 @@
 #  - Mesa >= 25 (lavapipe, a Vulkan driver on the CPU) from bookworm-backports: Dawn refuses
 #    the stock Debian 12 Mesa 22.3.6.
 #  - dataset-fashion-mnist (training data), libonnx-testdata (ONNX backend node tests).
+#  - chromium: the browser test trains a compiled program in headless Chromium (WebGPU on
+#    SwiftShader).
 # The backports suite is added with the same archive address the machine already uses.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +21,6 @@ if ! have_backports; then
   echo "deb $archive bookworm-backports main" > /etc/apt/sources.list.d/mpc-backports.list
 fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends libvulkan1 dataset-fashion-mnist libonnx-testdata >/dev/null
+apt-get install -y -qq --no-install-recommends libvulkan1 dataset-fashion-mnist libonnx-testdata chromium >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers >/dev/null
-dpkg-query -W -f='${Package} ${Version}\n' mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist libonnx-testdata
+dpkg-query -W -f='${Package} ${Version}\n' mesa-vulkan-drivers libvulkan1 dataset-fashion-mnist libonnx-testdata chromium

@@ -6,15 +6,19 @@ import type { Manifest } from '../compile/manifest.js';
 import { DEFAULT_BATCH, passCtx } from '../compile/options.js';
 import { parseOverride, POLICY_PRESETS, type ClassOverride } from '../ir/policy.js';
 import { printGraph } from '../ir/print.js';
+import { formatSummary, summarize, toDot } from '../ir/summary.js';
+import { graphToJson } from '../ir/serialize.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
 import { readNpy } from '../data/npy.js';
 import type { Tensor } from '../ir/tensor.js';
 import { EVAL_PIPELINE, TRAIN_PIPELINE } from '../passes/pipeline.js';
 import { spawnSync } from 'node:child_process';
+import { checkOutputPath } from '../runtime/output-path.js';
 import { EXIT_USAGE, oneLineUsageErrors, reportError } from './errors.js';
 import { gradCommand, runCommand } from './run-grad.js';
 import { addTrainOptions, positiveFloat, positiveInt, trainAction, type TrainCliOpts } from './train-command.js';
 import { addProfileOptions, profileAction, type ProfileCliOpts } from './profile-command.js';
+import { addExportOptions, exportAction, type ExportCliOpts } from './export-command.js';
 
 interface CompileCliOpts {
   policy: string;
@@ -38,6 +42,7 @@ interface CompileCliOpts {
   train: string[];
   freeze: string[];
   const: Record<string, string>;
+  weights?: string;
 }
 
 function addCompileOptions(cmd: Command): Command {
@@ -59,8 +64,16 @@ function addCompileOptions(cmd: Command): Command {
     }, [])
     .addOption(new Option('--optimizer <name>', 'optimizer').choices(['sgd', 'adam', 'adamw']).default('adam'))
     .option('--lr <x>', 'learning rate (default: sgd 0.05, adam/adamw 1e-3)', positiveFloat)
-    .option('--momentum <x>', 'SGD momentum (default 0.9)', Number)
-    .option('--weight-decay <x>', 'weight decay (default 0; adamw 0.01)', Number)
+    .option('--momentum <x>', 'SGD momentum, in [0, 1) (default 0.9)', (v: string) => {
+      const n = Number(v);
+      if (v.trim() === '' || !(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a number in [0, 1)');
+      return n;
+    })
+    .option('--weight-decay <x>', 'weight decay, >= 0 (default 0; adamw 0.01)', (v: string) => {
+      const n = Number(v);
+      if (v.trim() === '' || !(n >= 0 && Number.isFinite(n))) throw new InvalidArgumentError('expected a non-negative number');
+      return n;
+    })
     .option('--loss-scale <mode>', 'dynamic | static:N | none (default: dynamic for fp16, none otherwise)')
     .option('--growth-interval <n>', 'finite steps before the dynamic loss scale doubles (default 2000)', positiveInt)
     .addOption(new Option('--f16-storage <mode>', 'store f16 as WGSL f16 (needs shader-f16) or packed in u32').choices(['native', 'packed']).default('native'))
@@ -80,6 +93,7 @@ function addCompileOptions(cmd: Command): Command {
       if (i <= 0 || i === v.length - 1) throw new InvalidArgumentError('expected NAME=FILE.npy');
       return { ...acc, [v.slice(0, i)]: v.slice(i + 1) };
     }, {})
+    .option('--weights <file.safetensors>', 'start from these weights (keyed by ONNX initializer name, e.g. trained.safetensors of mpc train) instead of the model\'s own')
     .addOption(new Option('--fp8-high <type>', 'fp8 policy: type of everything that is not an fp8 GEMM operand').choices(['bf16', 'fp16']).default('bf16'));
 }
 
@@ -99,6 +113,7 @@ function compileOptions(o: CompileCliOpts): CompileOptions {
     train: o.train,
     freeze: o.freeze,
     consts: readConsts(o.const ?? {}),
+    weights: o.weights,
   };
 }
 
@@ -192,14 +207,18 @@ export function buildCli(): Command {
       .requiredOption('-o, --out <dir>', 'output folder (created; replaced if it holds an earlier mpc output)'),
   )
     .option('--quiet', 'print nothing on success')
+    .option('--web-data <n>', 'also write data.safetensors for index.html: the first N Fashion-MNIST training images and a test split', positiveInt)
     .action(
-      run(async (model: string, o: CompileCliOpts & { out: string; quiet?: boolean }) => {
+      run(async (model: string, o: CompileCliOpts & { out: string; quiet?: boolean; webData?: number }) => {
         const t0 = performance.now();
+        checkOutputPath(o.out, '-o', 'folder'); // before any work
         const opts = compileOptions(o);
         opts.target = { ...opts.target, subgroupSize: await subgroupSize(o.subgroupSize) };
         asInput(() => passCtx(opts));
         const c = compileModel(model, opts);
-        writeCompiled(o.out, c);
+        writeCompiled(o.out, c, { webData: o.webData });
+        for (const rule of (c.train.meta.unmatchedOverrides as string[] | undefined) ?? [])
+          process.stderr.write(`mpc: warning: --class ${rule} matches no op type or node of the model\n`);
         if (o.quiet) return;
         const m = c.manifest.memory;
         const casts = c.manifest.casts.filter((x) => x.graph === 'train').length;
@@ -213,6 +232,7 @@ export function buildCli(): Command {
             : []),
           `  GEMM operands: ${kib(m.gemmOperands.bytes)} (${((100 * m.gemmOperands.bytes) / m.gemmOperands.f32Bytes).toFixed(0)}% of fp32)`,
           ...paramLines(c.manifest.params),
+          ...(c.weights ? [`  --weights: ${c.weights.applied.length} initializers from ${o.weights}${c.weights.kept.length ? `; the model's own values kept for ${c.weights.kept.join(', ')}` : ''}`] : []),
           `  -> ${o.out}`,
         ];
         process.stdout.write(lines.join('\n') + '\n');
@@ -225,9 +245,10 @@ export function buildCli(): Command {
       .argument('[model.onnx]', 'ONNX model')
       .option('--after <pass>', 'stop after this pass')
       .addOption(new Option('--graph <which>', 'the training step or the inference graph').choices(['train', 'eval']).default('train'))
-      .option('--list-passes', 'list the passes in order and exit'),
+      .option('--list-passes', 'list the passes in order and exit')
+      .addOption(new Option('--format <format>', 'text (a summary, then the graph), json, or dot (Graphviz)').choices(['text', 'json', 'dot']).default('text')),
   ).action(
-    run((model: string | undefined, o: CompileCliOpts & { after?: string; graph: 'train' | 'eval'; listPasses?: boolean }) => {
+    run((model: string | undefined, o: CompileCliOpts & { after?: string; graph: 'train' | 'eval'; listPasses?: boolean; format: 'text' | 'json' | 'dot' }) => {
       const passes = o.graph === 'eval' ? EVAL_PIPELINE : TRAIN_PIPELINE;
       if (o.listPasses) {
         process.stdout.write(passes.map((p) => `${p.name.padEnd(18)} ${p.doc}`).join('\n') + '\n');
@@ -239,7 +260,10 @@ export function buildCli(): Command {
       const opts = compileOptions(o);
       const ctx = asInput(() => passCtx(opts));
       const g = lowerModel(importOnnxFile(model, { consts: opts.consts }), ctx, passes, model, { after: o.after });
-      process.stdout.write(`# ${o.graph} graph after ${o.after ?? passes[passes.length - 1].name}, policy ${ctx.policy.name}\n${printGraph(g)}`);
+      const after = o.after ?? passes[passes.length - 1].name;
+      if (o.format === 'json') process.stdout.write(JSON.stringify({ graph: o.graph, after, policy: ctx.policy.name, summary: summarize(g), ir: graphToJson(g) }) + '\n');
+      else if (o.format === 'dot') process.stdout.write(toDot(g));
+      else process.stdout.write(`# ${o.graph} graph after ${after}, policy ${ctx.policy.name}\n${formatSummary(summarize(g))}${printGraph(g)}`);
     }),
   );
 
@@ -249,6 +273,10 @@ export function buildCli(): Command {
 
   addProfileOptions(sub('profile').description('time every kernel of a compiled program on the WebGPU device').argument('<dir>', 'output folder of mpc compile')).action(
     run((dir: string, o: ProfileCliOpts) => profileAction(dir, o)),
+  );
+
+  addExportOptions(sub('export').description('write a compiled (and trained) model as ONNX: the fp32 original with its trained weights, or the mixed-precision inference graph').argument('<dir>', 'output folder of mpc compile')).action(
+    run((dir: string, o: ExportCliOpts) => exportAction(dir, o)),
   );
 
   const backend = () => new Option('--backend <name>', 'where to run').choices(['webgpu', 'cpu']).default('webgpu');
@@ -293,7 +321,7 @@ export function buildCli(): Command {
 export async function main(argv: string[]): Promise<void> {
   if (argv.length <= 2) {
     // commander would print the whole help on stderr; a usage error is one line.
-    process.stderr.write(`mpc: no command given (compile, inspect, train, profile, run or grad); see 'mpc --help'\n`);
+    process.stderr.write(`mpc: no command given (compile, inspect, train, profile, export, run or grad); see 'mpc --help'\n`);
     process.exitCode = EXIT_USAGE;
     return;
   }

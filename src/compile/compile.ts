@@ -4,62 +4,30 @@
 // output behind.
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Graph } from '../ir/graph.js';
 import { staticShape } from '../ir/graph.js';
 import { isAllZero, type Tensor } from '../ir/tensor.js';
 import { graphToJson } from '../ir/serialize.js';
 import { importOnnxFile, InputError } from '../onnx/import.js';
+import { applyWeights, readWeightsFile, type AppliedWeights } from '../onnx/weights.js';
+import { checkShapes, INTERNALS, problemLine } from '../onnx/validate.js';
 import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE, type PipelineOpts } from '../passes/pipeline.js';
 import type { Pass, PassCtx } from '../passes/pass.js';
 import type { GradMeta } from '../passes/autodiff.js';
 import { HPARAMS, STEP } from '../passes/optimizer.js';
 import { SCALE, SKIPPED } from '../passes/loss-scaling.js';
-import { generate, type CodegenResult, type ProgramBuffer, type ProgramKernel, type Schedule } from '../codegen/program.js';
+import { generate, type CodegenResult } from '../codegen/program.js';
 import { encodeTensors } from '../data/tensor-files.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
-import type { LossKind, LossScaleConfig, OptimizerConfig } from '../passes/pass.js';
-import type { Target } from '../codegen/kernel.js';
+import { STANDALONE_FILES, writeStandalone, type StandaloneOptions } from '../runtime/bundle.js';
 import { buildManifest, type Manifest } from './manifest.js';
+import { makeFolders } from '../runtime/output-path.js';
 import { passCtx, type CompileOptions } from './options.js';
 
-export const PROGRAM_FORMAT = 'mpc-program';
-export const PROGRAM_VERSION = 2;
-
-/** program.json */
-export interface ProgramFile {
-  format: typeof PROGRAM_FORMAT;
-  version: number;
-  model: string;
-  policy: string;
-  target: Target;
-  batch: number;
-  loss: LossKind;
-  optimizer: OptimizerConfig;
-  lossScale: LossScaleConfig;
-  buffers: ProgramBuffer[];
-  /** Bytes of each device allocation (the memory plan; ProgramBuffer.alloc points into it). */
-  allocations: number[];
-  kernels: ProgramKernel[];
-  schedules: Record<'train' | 'eval', Schedule>;
-  /** The model's data input, the labels input and the prediction output (eval schedule). */
-  io: {
-    input: string;
-    labels: string;
-    prediction: string;
-    /** When the input holds indices (token ids): the size of the smallest table they index. */
-    indexRange?: number;
-  };
-  /** ONNX initializer name → buffer index of its fp32 master weight. */
-  params: Record<string, number>;
-  /** Buffer indices of training state the host reads or writes. */
-  state: { hparams?: number; step?: number; lossScale?: number; skipped?: number; loss: number };
-  files: { init: string; trainGraph: string; evalGraph: string };
-  /** Initial tensors that are all zeros (optimizer moments, zero biases): not stored in the init file. */
-  zeros?: string[];
-  /** fp8 tensors of the training step and their scaling state (fp8 policy). */
-  fp8?: Fp8Tensor[];
-}
+// program.json's format lives with the runtime that reads it (runtime/program-file.ts, which
+// has no compiler dependencies, so the runtime copied next to a program stays small).
+import { PROGRAM_FORMAT, PROGRAM_VERSION, type ProgramFile } from '../runtime/program-file.js';
+export { PROGRAM_FORMAT, PROGRAM_VERSION, type ProgramFile };
 
 export interface Compiled {
   train: Graph;
@@ -68,10 +36,15 @@ export interface Compiled {
   program: ProgramFile;
   manifest: Manifest;
   init: Map<string, Tensor>;
+  /** The ONNX model's bytes, copied into the output folder. */
+  source?: Uint8Array;
+  /** What --weights replaced (and which initializers kept the model's values). */
+  weights?: AppliedWeights;
 }
 
 export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (graph: string, pass: string) => void): Compiled {
   const imported = importOnnxFile(modelPath, { consts: opts.consts });
+  const weights = opts.weights ? applyWeights(imported, readWeightsFile(opts.weights), `--weights ${opts.weights}`) : undefined;
   if (imported.inputs.length !== 1 || imported.outputs.length < 1)
     throw new InputError(`${modelPath}: mpc trains models with one data input and at least one output (found ${imported.inputs.length} inputs)`);
   const ctx = passCtx(opts);
@@ -109,13 +82,13 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
       skipped: tb[SKIPPED],
       loss: tb[loss.value],
     },
-    files: { init: 'init.safetensors', trainGraph: 'ir.train.json', evalGraph: 'ir.eval.json' },
+    files: { init: 'init.safetensors', trainGraph: 'ir.train.json', evalGraph: 'ir.eval.json', model: 'model.onnx' },
     fp8,
   };
   const init = new Map<string, Tensor>();
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);
   program.zeros = [...init].filter(([, t]) => isAllZero(t)).map(([name]) => name);
-  return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init };
+  return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init, source: readFileSync(modelPath), weights };
 }
 
 /**
@@ -150,36 +123,21 @@ export function lowerModel(g: Graph, ctx: PassCtx, passes: readonly Pass[], labe
       ...opts,
       onPass: (p, cur) => {
         done++;
+        // Shapes as inferred from the model: every dimension an integer in range, every tensor within a device buffer.
+        if (p.name === 'infer-types') {
+          const bad = checkShapes(cur);
+          if (bad.length) throw new InputError(`${label}: ${problemLine(bad)}`);
+        }
         opts.onPass?.(p, cur);
       },
     });
   } catch (e) {
     const failing = passes[done]?.name;
-    if (!(e instanceof InputError) && !MODEL_PASSES.has(failing)) throw e;
+    // A JavaScript error (TypeError, RangeError...) is mpc's bug even inside a model pass.
+    // A message that shows mpc's internals (an unset value, NaN) is a bug in a shape function too.
+    if (!(e instanceof InputError) && (!MODEL_PASSES.has(failing) || !(e instanceof Error) || e.constructor !== Error || INTERNALS.test(e.message))) throw e;
     throw new InputError(`${label}: ${(e as Error).message.trim().replace(/\s*\n\s*/g, ' ')}`);
   }
-}
-
-function trainScript(): string {
-  const home = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-  const root = basename(home) === 'dist' ? dirname(home) : home;
-  return `#!/usr/bin/env node
-// Generated by mpc compile: the training program of this folder, runnable without the mpc CLI.
-//   node train.mjs --data fashion-mnist --epochs 1 [--json] [--backend webgpu|cpu]
-// It loads program.json, kernels/*.wgsl and init.safetensors from its own folder and the
-// mpc runtime from the installation that compiled it (override with MPC_HOME).
-import { pathToFileURL } from 'node:url';
-import { join } from 'node:path';
-const home = process.env.MPC_HOME ?? ${JSON.stringify(root)};
-let runtime;
-try {
-  runtime = await import(pathToFileURL(join(home, 'dist', 'src', 'cli', 'standalone.js')).href);
-} catch (e) {
-  console.error(\`train.mjs: cannot load the mpc runtime from \${home} (build mpc with 'npm run build', or set MPC_HOME): \${e.message}\`);
-  process.exit(2);
-}
-process.exitCode = await runtime.main(new URL('.', import.meta.url), process.argv.slice(2));
-`;
 }
 
 /** Why a file-system call on the output failed, in words. */
@@ -211,7 +169,7 @@ function earlierProgram(dir: string): Partial<ProgramFile> | undefined {
 const TRAIN_OUTPUT = /^[^.][^/]*\.safetensors$/;
 
 /** What writeCompiled puts in the output folder (beside the names in program.files). */
-const COMPILE_FILES = ['kernels', 'program.json', 'manifest.json', 'train.mjs'];
+const COMPILE_FILES = ['kernels', 'program.json', 'manifest.json', ...STANDALONE_FILES];
 
 /**
  * Writes the compiled program into `outDir`, atomically: into a temporary folder beside it,
@@ -219,7 +177,7 @@ const COMPILE_FILES = ['kernels', 'program.json', 'manifest.json', 'train.mjs'];
  * one is in place, so a failure leaves it intact); any other non-empty folder or a file is
  * refused untouched.
  */
-export function writeCompiled(outDir: string, c: Compiled): void {
+export function writeCompiled(outDir: string, c: Compiled, opts: StandaloneOptions = {}): void {
   const out = resolve(outDir);
   let st: Stats | undefined;
   try {
@@ -247,7 +205,7 @@ export function writeCompiled(outDir: string, c: Compiled): void {
   }
   const parent = dirname(out);
   try {
-    mkdirSync(parent, { recursive: true });
+    makeFolders(parent);
   } catch (e) {
     throw new InputError(`${outDir}: cannot create the parent folder (${fsReason(e)})`);
   }
@@ -255,7 +213,8 @@ export function writeCompiled(outDir: string, c: Compiled): void {
   const old = join(parent, `.${basename(out)}.old-${process.pid}`);
   try {
     rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(join(tmp, 'kernels'), { recursive: true });
+    mkdirSync(tmp);
+    mkdirSync(join(tmp, 'kernels'));
     for (const [file, wgsl] of c.code.files) writeFileSync(join(tmp, 'kernels', file), wgsl);
     writeFileSync(join(tmp, 'program.json'), JSON.stringify(c.program, null, 1) + '\n');
     writeFileSync(join(tmp, 'manifest.json'), JSON.stringify(c.manifest, null, 1) + '\n');
@@ -263,7 +222,9 @@ export function writeCompiled(outDir: string, c: Compiled): void {
     writeFileSync(join(tmp, c.program.files.evalGraph), JSON.stringify(graphToJson(c.eval)) + '\n');
     const zeros = new Set(c.program.zeros ?? []);
     writeFileSync(join(tmp, c.program.files.init), encodeTensors(new Map([...c.init].filter(([name]) => !zeros.has(name))), { format: 'mpc-init' }));
-    writeFileSync(join(tmp, 'train.mjs'), trainScript(), { mode: 0o755 });
+    // train.mjs with its own copy of the runtime, index.html (and data.safetensors with --web-data).
+    writeStandalone(tmp, c.program, opts);
+    if (c.source && c.program.files.model) writeFileSync(join(tmp, c.program.files.model), c.source);
     for (const f of carried) copyFileSync(join(out, f), join(tmp, f));
     if (st) {
       rmSync(old, { recursive: true, force: true });

@@ -28,6 +28,8 @@ export interface CompileOptions {
   freeze?: string[];
   /** Graph inputs bound to fixed contents at compile time (`--const NAME=FILE.npy`). */
   consts?: Record<string, Tensor>;
+  /** Initial values by ONNX initializer name (`--weights FILE.safetensors`), e.g. trained weights to fine-tune. */
+  weights?: string;
 }
 
 export const FP8_DEFAULTS: Fp8Config = { scaling: 'delayed', amax: 'max', history: 16, margin: 0 };

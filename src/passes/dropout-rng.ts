@@ -9,12 +9,9 @@ import { addState } from '../ir/build.js';
 import { zeros } from '../ir/tensor.js';
 import type { Pass } from './pass.js';
 
-export const RNG_STEP = 'rng.step';
-
-/** The counter's first value for a training seed (a multiplicative hash, as i32). */
-export function rngStart(seed: number): number {
-  return Math.imul(seed >>> 0, 0x9e3779b1) | 0;
-}
+// The counter's name and its first value for a seed belong to the runtime (the host sets it).
+import { RNG_STEP, rngStart } from '../runtime/hparams.js';
+export { RNG_STEP, rngStart };
 
 export const dropoutRng: Pass = {
   name: 'dropout-rng',

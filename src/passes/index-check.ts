@@ -9,7 +9,9 @@ import { zeros } from '../ir/tensor.js';
 import type { Graph } from '../ir/graph.js';
 import type { Pass } from './pass.js';
 
-export const INDEX_FLAG = 'index.out_of_range';
+import { INDEX_FLAG } from '../runtime/hparams.js';
+
+export { INDEX_FLAG };
 
 function run(g: Graph): Graph {
   const inputs = new Set(g.inputs);

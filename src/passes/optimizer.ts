@@ -2,26 +2,14 @@
 // f32; the forward pass reads the low-precision copies that insert-casts made of them.
 import { addNode, addState } from '../ir/build.js';
 import { fromArray, zeros } from '../ir/tensor.js';
-import { HPARAM, HPARAM_COUNT } from '../ops/training.js';
+import { HPARAM_COUNT } from '../ops/training.js';
 import type { GradMeta } from './autodiff.js';
 import { RNG_STEP } from './dropout-rng.js';
-import type { OptimizerConfig, Pass } from './pass.js';
+import type { Pass } from './pass.js';
 
-export const HPARAMS = 'optim.hparams';
-export const STEP = 'optim.step';
-
-export function hparamValues(o: OptimizerConfig): number[] {
-  const hp = new Array<number>(HPARAM_COUNT).fill(0);
-  hp[HPARAM.lr] = o.lr;
-  hp[HPARAM.weightDecay] = o.weightDecay;
-  if (o.kind === 'sgd') hp[HPARAM.momentum] = o.momentum;
-  else {
-    hp[HPARAM.beta1] = o.beta1;
-    hp[HPARAM.beta2] = o.beta2;
-    hp[HPARAM.eps] = o.eps;
-  }
-  return hp;
-}
+// The hyperparameter buffer's names and layout are the runtime's (the host sets them).
+import { HPARAMS, hparamValues, STEP } from '../runtime/hparams.js';
+export { HPARAMS, hparamValues, STEP };
 
 export const optimizer: Pass = {
   name: 'optimizer',

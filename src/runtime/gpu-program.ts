@@ -3,7 +3,7 @@
 // per kernel, and schedules encoded as a single compute pass.
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import type { ProgramBuffer, ProgramKernel, Schedule } from '../codegen/program.js';
-import { compileShader, type Gpu } from './device.js';
+import { compileShader, type Gpu } from './gpu.js';
 import { packValues, unpackValues } from './layout-io.js';
 
 export interface ProgramSpec {

@@ -1,16 +1,19 @@
 // The training loop shared by `mpc train` and the generated train.mjs: data, epochs,
 // progress, evaluation and the trained weights.
-import { RNG_STEP, rngStart } from '../passes/dropout-rng.js';
+import { hparamValues, INDEX_FLAG, RNG_STEP, rngStart } from './hparams.js';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
-import { loadFashionMnist, loadIdxPair, loadNpyPair, loadNpz, type LabelledData } from '../data/datasets.js';
+import { loadFashionMnist, loadIdxPair, loadNpyPair, loadNpz, type LabelledData, type LoadOptions } from '../data/datasets.js';
 import { decodeTensors, encodeTensors } from '../data/tensor-files.js';
 import { loadTextCorpus } from '../data/text.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
-import { InputError } from '../onnx/import.js';
+import { InputError } from './errors.js';
 import { sizeOf } from '../ir/tensor.js';
-import { hparamValues } from '../passes/optimizer.js';
-import { cpuEngine, gpuEngine, loadProgram, type Engine, type LoadedProgram } from './engine.js';
+// load.js, not engine.js: the CPU interpreter is loaded only for --backend cpu, so the runtime
+// copied next to a compiled program (WebGPU only) does without it.
+import { gpuEngine, loadProgram } from './load.js';
+import { evaluate, type Engine, type LoadedProgram, type Samples } from './core.js';
+import { checkOutputPath, fsReason } from './output-path.js';
 
 export interface TrainOptions {
   dir: string;
@@ -32,7 +35,17 @@ export interface TrainOptions {
   checkpoint?: string;
   /** Start from a checkpoint written by --checkpoint. */
   resume?: string;
+  /** Train on samples that hold NaN/inf (rejected by default). */
+  allowNonFinite?: boolean;
+  /**
+   * Stop with an error once more than this many steps in a row were skipped for non-finite
+   * gradients (checked at every log step; default DEFAULT_MAX_SKIPPED).
+   */
+  maxSkipped?: number;
 }
+
+/** --max-skipped by default: a run of this many skipped steps is not a transient spike. */
+export const DEFAULT_MAX_SKIPPED = 100;
 
 export interface Fp8StepStats {
   step: number;
@@ -73,12 +86,7 @@ export interface Progress {
   log(line: string): void;
 }
 
-/** Samples (images or token windows) and their labels (one per sample, or one per position). */
-export interface Samples {
-  x: Float32Array | Int32Array;
-  y: Int32Array;
-  n: number;
-}
+export { evaluate, type Samples };
 
 interface Data {
   train: Samples;
@@ -90,15 +98,15 @@ interface Data {
   unigramEntropy?: number;
 }
 
-function loadPair(spec: string, option: string, tokens: boolean): LabelledData {
+function loadPair(spec: string, option: string, opts: LoadOptions): LabelledData {
   const npz = /^npz:([^,]+)(?:,([^,]+),([^,]+))?$/.exec(spec);
   const m = /^(idx|npy):([^,]+),(.+)$/.exec(spec);
   if (!m && !npz) throw new InputError(`${option} '${spec}': expected fashion-mnist, text:FILE, idx:IMAGES,LABELS, npy:X,Y or npz:FILE[,XNAME,YNAME]`);
   const files = npz ? [npz[1]] : [m![2], m![3]];
   for (const f of files) if (!existsSync(f)) throw new InputError(`${option} '${spec}': ${f}: no such file`);
   try {
-    if (npz) return loadNpz(npz[1], npz[2], npz[3], tokens);
-    return m![1] === 'idx' ? loadIdxPair(m![2], m![3], tokens) : loadNpyPair(m![2], m![3], tokens);
+    if (npz) return loadNpz(npz[1], npz[2], npz[3], opts);
+    return m![1] === 'idx' ? loadIdxPair(m![2], m![3], opts) : loadNpyPair(m![2], m![3], opts);
   } catch (e) {
     throw new InputError(`${option}: ${(e as Error).message.split('\n')[0]}`);
   }
@@ -111,8 +119,11 @@ function maxLabel(...ys: Int32Array[]): number {
   return m;
 }
 
-/** `seq`: the program's sequence length, for text data; `tokens`: the model takes integer ids. */
-export function loadData(spec: string, testSpec: string | undefined, seq: number, tokens = false): Data {
+/**
+ * `seq`: the program's sequence length, for text data; `tokens`: the model takes integer ids;
+ * `allowNonFinite`: keep float samples holding NaN/inf (rejected by default, naming the sample).
+ */
+export function loadData(spec: string, testSpec: string | undefined, seq: number, tokens = false, allowNonFinite = false): Data {
   if (spec === 'fashion-mnist') {
     try {
       const d = loadFashionMnist();
@@ -131,9 +142,9 @@ export function loadData(spec: string, testSpec: string | undefined, seq: number
       throw new InputError(`--data: ${(e as Error).message.split('\n')[0]}`);
     }
   }
-  const train = loadPair(spec, '--data', tokens);
+  const train = loadPair(spec, '--data', { tokens, allowNonFinite });
   if (testSpec) {
-    const test = loadPair(testSpec, '--test-data', tokens);
+    const test = loadPair(testSpec, '--test-data', { tokens, allowNonFinite });
     if (sizeOf(test.shape) !== sizeOf(train.shape))
       throw new InputError(`--test-data samples have shape [${test.shape}], the --data samples [${train.shape}]`);
     if (test.labelsPer !== train.labelsPer) throw new InputError(`--test-data has ${test.labelsPer} label(s) per sample, --data ${train.labelsPer}`);
@@ -190,43 +201,17 @@ function checkData(p: LoadedProgram, d: Data): { batch: number; per: number } {
   return { batch, per };
 }
 
-/** Test-set accuracy and mean cross-entropy, from the inference schedule's logits. */
-export async function evaluate(engine: Engine, test: Samples, batch: number, per: number, labelsPer: number, classes: number): Promise<{ accuracy: number; loss: number }> {
-  let correct = 0;
-  let loss = 0;
-  const x = test.x instanceof Int32Array ? new Int32Array(batch * per) : new Float32Array(batch * per);
-  for (let start = 0; start < test.n; start += batch) {
-    const n = Math.min(batch, test.n - start);
-    x.fill(0);
-    x.set(test.x.subarray(start * per, (start + n) * per));
-    const logits = await engine.predict(x);
-    for (let r = 0; r < n * labelsPer; r++) {
-      const off = r * classes;
-      let best = 0;
-      let m = -Infinity;
-      for (let c = 0; c < classes; c++) {
-        if (logits[off + c] > logits[off + best]) best = c;
-        m = Math.max(m, logits[off + c]);
-      }
-      let z = 0;
-      for (let c = 0; c < classes; c++) z += Math.exp(logits[off + c] - m);
-      const label = test.y[start * labelsPer + r];
-      loss += m + Math.log(z) - logits[off + label];
-      if (best === label) correct++;
-    }
-  }
-  return { accuracy: correct / (test.n * labelsPer), loss: loss / (test.n * labelsPer) };
-}
-
-
 export async function train(opts: TrainOptions, progress: Progress): Promise<TrainSummary> {
   const t0 = performance.now();
   const p = loadProgram(opts.dir);
+  // Output paths fail now, not after the run (their stale temporary files go too).
+  checkOutputPath(opts.save ?? join(opts.dir, 'trained.safetensors'), opts.save ? '--save' : 'the trained weights', 'file');
+  if (opts.checkpoint) checkOutputPath(opts.checkpoint, '--checkpoint', 'file');
   const inShape = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]].shape;
   const inBuf = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]];
-  const data = loadData(opts.data, opts.testData, inShape[1] ?? 1, inBuf.dtype === 'i32' || inBuf.dtype === 'i64');
+  const data = loadData(opts.data, opts.testData, inShape[1] ?? 1, inBuf.dtype === 'i32' || inBuf.dtype === 'i64', opts.allowNonFinite);
   const { batch, per } = checkData(p, data);
-  const engine = opts.backend === 'cpu' ? cpuEngine(p) : await gpuEngine(p);
+  const engine = opts.backend === 'cpu' ? (await import('./cpu-engine.js')).cpuEngine(p) : await gpuEngine(p);
   const optimizer = { ...p.program.optimizer, ...(opts.lr !== undefined ? { lr: opts.lr } : {}) };
   let step = 0;
   if (opts.resume) step = await loadCheckpoint(engine, p, opts.resume);
@@ -248,14 +233,21 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   const fp8Stats: Fp8StepStats[] = [];
   let done = 0;
   let recent: number[] = [];
+  // Skipped steps (non-finite gradients): the count at the last log step and the run of
+  // consecutive skipped steps seen at log steps.
+  const maxSkipped = opts.maxSkipped ?? DEFAULT_MAX_SKIPPED;
+  let skippedSeen = 0;
+  let seenAt = 0;
+  let skippedRun = 0;
+  let stopped: string | undefined;
   progress.start(total, `training ${p.program.model} (${p.program.policy}, ${engine.backend})`);
-  for (let epoch = 0; epoch < opts.epochs && done < total; epoch++) {
+  for (let epoch = 0; epoch < opts.epochs && done < total && !stopped; epoch++) {
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(rand() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
     }
     recent = [];
-    for (let s = 0; s < stepsPerEpoch && done < total; s++) {
+    for (let s = 0; s < stepsPerEpoch && done < total && !stopped; s++) {
       for (let b = 0; b < batch; b++) {
         const k = order[s * batch + b];
         x.set(data.train.x.subarray(k * per, (k + 1) * per), b * per);
@@ -270,16 +262,33 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
         const scale = scaleName ? (await engine.read([scaleName])).get(scaleName)!.data[0] : undefined;
         if (opts.fp8Stats && fp8.length) fp8Stats.push(await readFp8Stats(engine, fp8, step));
         progress.update(done, { loss, scale });
+        if (skippedName) {
+          const skipped = (await engine.read([skippedName])).get(skippedName)!.data[0];
+          // Every step since the last look skipped: the run goes on; else it starts over.
+          skippedRun = skipped - skippedSeen === done - seenAt ? skippedRun + done - seenAt : 0;
+          [skippedSeen, seenAt] = [skipped, done];
+          if (skippedRun > maxSkipped)
+            stopped = `training stopped at step ${step}: the last ${skippedRun} steps were all skipped for non-finite (inf/NaN) gradients (--max-skipped ${maxSkipped})`;
+        }
       }
     }
   }
   progress.stop();
   const classes = p.program.buffers[p.program.schedules.eval.outputs[p.program.io.prediction]].shape.at(-1)!;
   const test = await evaluate(engine, data.test, batch, per, L, classes);
-  const state = await engine.read([...Object.keys(p.program.params), ...(scaleName ? [scaleName] : []), ...(skippedName ? [skippedName] : [])]);
+  // The trained weights: the parameters and the model's running statistics (BatchNorm),
+  // keyed by ONNX initializer name, all that inference needs besides the model.
+  const saved = [...Object.keys(p.program.params), ...runningStatistics(p)];
+  const state = await engine.read([...saved, ...(scaleName ? [scaleName] : []), ...(skippedName ? [skippedName] : [])]);
   const weights = resolve(opts.save ?? join(opts.dir, 'trained.safetensors'));
-  const params = new Map(Object.keys(p.program.params).map((n) => [n, state.get(n)!]));
+  const params = new Map(saved.map((n) => [n, state.get(n)!]));
   writeAtomically(weights, encodeTensors(params, { format: 'mpc-trained', policy: p.program.policy, steps: String(step) }), 'the trained weights');
+  // Skipped steps never write their update: the weights are those of the last good step.
+  if (stopped) throw new InputError(`${stopped}; the weights of the last good step were written to ${weights}`);
+  if (p.program.buffers.some((b) => b.name === INDEX_FLAG) && (await engine.read([INDEX_FLAG])).get(INDEX_FLAG)!.data[0] !== 0)
+    throw new InputError(
+      `an index into an embedding table ('${p.program.io.input}') was out of range during training and read as zeros; the weights were written to ${weights}, but check the data`,
+    );
   let checkpoint: string | undefined;
   if (opts.checkpoint) {
     checkpoint = resolve(opts.checkpoint);
@@ -314,6 +323,17 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
 }
 
 const CHECKPOINT_FORMAT = 'mpc-checkpoint';
+
+/** Initializers of the model that training updates as state (manifest.json's params.state). */
+function runningStatistics(p: LoadedProgram): string[] {
+  try {
+    const m = JSON.parse(readFileSync(join(p.dir, 'manifest.json'), 'utf8')) as { params?: { state?: string[] } };
+    const names = new Set(p.program.buffers.filter((b) => b.role === 'state').map((b) => b.name));
+    return (m.params?.state ?? []).filter((n) => names.has(n));
+  } catch {
+    return [];
+  }
+}
 
 /** Everything a step reads and updates: parameters and training state (by buffer name). */
 function checkpointNames(p: LoadedProgram): string[] {
@@ -358,7 +378,11 @@ function writeAtomically(path: string, bytes: Uint8Array, what: string): void {
     writeFileSync(tmp, bytes);
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new InputError(`${path}: cannot write ${what} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      /* nothing was created */
+    }
+    throw new InputError(`${path}: cannot write ${what} (${fsReason(e)})`);
   }
 }
