@@ -145,3 +145,73 @@ describe('inspect', () => {
     expectUsageError(await mpc('inspect', MLP, '--format', 'svg'), /--format/);
   });
 });
+
+describe('train', () => {
+  /** The MLP compiled for batch 8, and 20 samples of npy data: 2 steps an epoch. */
+  async function setup(policy = 'fp32'): Promise<{ out: string; data: string; d: string }> {
+    const d = tmp();
+    const out = join(d, 'out');
+    expectOk(await mpc('compile', MLP, '-o', out, '--batch', '8', '--policy', policy, '--quiet'));
+    const x = Float32Array.from({ length: 20 * 784 }, (_, i) => ((i * 7) % 13) / 13);
+    const y = Int32Array.from({ length: 20 }, (_, i) => i % 10);
+    saveNpy(join(d, 'x.npy'), { dtype: 'f4', shape: [20, 1, 28, 28], data: x });
+    saveNpy(join(d, 'y.npy'), { dtype: 'i8', shape: [20], data: y });
+    return { out, d, data: `npy:${join(d, 'x.npy')},${join(d, 'y.npy')}` };
+  }
+
+  it('--batch is explained: fixed at compile time, how to recompile', async () => {
+    const { out, data } = await setup();
+    expectUsageError(await mpc('train', out, '--data', data, '--batch', '32'), /--batch: the batch size is fixed when the program is compiled \(this program's is 8\); recompile with mpc compile MODEL --batch 32/);
+  });
+
+  it('--steps counts steps across epochs; --log writes CSV (or JSON lines); step/s is training throughput', async () => {
+    const { out, data, d } = await setup();
+    // 16 training samples (the last sixth is held out): 2 steps an epoch.
+    const r = await mpc('train', out, '--data', data, '--steps', '5', '--log-every', '1', '--log', join(d, 'loss.csv'), '--backend', 'cpu', '--json', '--quiet');
+    expectOk(r);
+    const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+    expect(s.steps).toBe(5);
+    expect(s.epochs).toBe(3);
+    expect(s.steps_per_second).toBeGreaterThan(5 / s.seconds); // the whole run includes loading and evaluation
+    const rows = readFileSync(join(d, 'loss.csv'), 'utf8').trim().split('\n');
+    expect(rows[0]).toBe('step,epoch,loss,loss_scale,skipped_steps');
+    expect(rows.slice(1).map((l) => l.split(',').slice(0, 2).join(','))).toEqual(['1,1', '2,1', '3,2', '4,2', '5,3']);
+    expect(rows.slice(1).every((l) => Number.isFinite(Number(l.split(',')[2])))).toBe(true);
+    expectOk(await mpc('train', out, '--data', data, '--steps', '2', '--log-every', '1', '--log', join(d, 'loss.jsonl'), '--backend', 'cpu', '--quiet'));
+    const j = readFileSync(join(d, 'loss.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(j.map((e) => e.step)).toEqual([1, 2]);
+    expect(typeof j[0].loss).toBe('number');
+    expectUsageError(await mpc('train', out, '--data', data, '--steps', '2', '--epochs', '3'), /give one of them/);
+  });
+
+  it('--fp8-stats without --json prints a table of the last log step', async () => {
+    const { out, data } = await setup('fp8');
+    const r = await mpc('train', out, '--data', data, '--steps', '2', '--log-every', '1', '--fp8-stats', '--backend', 'cpu', '--quiet');
+    expectOk(r);
+    expect(r.stdout).toMatch(/fp8 tensors at step 2:\n {2}tensor +format +amax +scale +saturated +flushed\n/);
+    expect(r.stdout).toMatch(/f8e4m3fn +\d\.\d{3}e[+-]\d+ +\d\.\d{3}e[+-]\d+ +\d+\.\d\d% +\d+\.\d\d%/);
+  });
+});
+
+describe('progress display', () => {
+  it('on a terminal, every bar line fits 80 columns and shows loss, step/s and ETA', async () => {
+    const { createProgress } = await import('../src/cli/progress.js');
+    const { Writable } = await import('node:stream');
+    let text = '';
+    const out = Object.assign(new Writable({ write: (chunk, _enc, done) => ((text += chunk.toString()), done()) }), { isTTY: true, columns: 120, cursorTo: () => true, clearLine: () => true, moveCursor: () => true });
+    const p = createProgress({ stream: out as unknown as NodeJS.WriteStream });
+    p.start(4680, 'training a-model-with-a-rather-long-name.onnx (fp8, webgpu)');
+    for (let s = 10; s <= 4680; s += 1000) p.update(s, { loss: 1.23456, scale: 65536 });
+    p.update(4680, { loss: 0.5 });
+    p.stop();
+    // eslint-disable-next-line no-control-regex
+    const lines = text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '\n').split(/[\r\n]+/).filter((l) => l.trim());
+    expect(lines[0]).toBe('training a-model-with-a-rather-long-name.onnx (fp8, webgpu)');
+    const bars = lines.filter((l) => l.includes('step/s'));
+    expect(bars.some((l) => /4680\/4680 loss 0\.5000/.test(l))).toBe(true);
+    for (const l of bars) {
+      expect(l.length, l).toBeLessThanOrEqual(80);
+      expect(l).toMatch(/\d+\/4680 loss (\d\.\d{4}|\s+-\s+) [\d.]+ step\/s eta /);
+    }
+  });
+});

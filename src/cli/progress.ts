@@ -10,24 +10,30 @@ function fmt(info: { loss?: number; scale?: number }): string {
   return parts.join('  ');
 }
 
-export function createProgress(opts: { quiet?: boolean } = {}): Progress {
-  const stream = process.stderr;
+export function createProgress(opts: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}): Progress {
+  const stream = opts.stream ?? process.stderr;
   if (opts.quiet) return { start() {}, update() {}, stop() {}, log() {} };
   if (stream.isTTY) {
-    const bar = new cliProgress.SingleBar(
-      { stream, format: '{label} |{bar}| {value}/{total} steps  {info}  {rate} step/s  eta {eta_formatted}', hideCursor: true, clearOnComplete: false },
-      cliProgress.Presets.shades_classic,
-    );
+    // One line that fits an 80-column terminal (or a narrower one): the label goes on a line
+    // of its own, the bar takes what the counts, loss, rate and ETA leave.
+    const width = Math.min(80, stream.columns || 80);
+    let bar: cliProgress.SingleBar | undefined;
     let t0 = 0;
     return {
       start(total, label) {
         t0 = performance.now();
-        bar.start(total, 0, { label, info: '', rate: '0.0' });
+        stream.write(`${label}\n`);
+        const rest = `|| ${total}/${total} loss 0.0000 000.0 step/s eta 00m00s`.length + 1;
+        bar = new cliProgress.SingleBar(
+          { stream, format: '|{bar}| {value}/{total} {info} {rate} step/s eta {eta_formatted}', barsize: Math.max(8, width - rest), hideCursor: true, clearOnComplete: false },
+          cliProgress.Presets.shades_classic,
+        );
+        bar.start(total, 0, { info: 'loss   -   ', rate: '0.0' });
       },
       update(done, info) {
-        bar.update(done, { info: fmt(info), rate: (done / ((performance.now() - t0) / 1000)).toFixed(1) });
+        bar?.update(done, { info: info.loss !== undefined ? `loss ${info.loss.toFixed(4)}` : 'loss   -   ', rate: (done / ((performance.now() - t0) / 1000)).toFixed(1) });
       },
-      stop: () => bar.stop(),
+      stop: () => bar?.stop(),
       log: (line) => stream.write(`${line}\n`),
     };
   }

@@ -165,8 +165,8 @@ function earlierProgram(dir: string): Partial<ProgramFile> | undefined {
   }
 }
 
-/** Files `mpc train` writes into an output folder (trained weights, checkpoints). */
-const TRAIN_OUTPUT = /^[^.][^/]*\.safetensors$/;
+/** Files `mpc train` writes into an output folder (trained weights, checkpoints, training logs). */
+const TRAIN_OUTPUT = /^[^.][^/]*\.(safetensors|csv|jsonl)$/;
 
 /** What writeCompiled puts in the output folder (beside the names in program.files). */
 const COMPILE_FILES = ['kernels', 'program.json', 'manifest.json', ...STANDALONE_FILES];

@@ -42,6 +42,8 @@ export interface TrainOptions {
    * gradients (checked at every log step; default DEFAULT_MAX_SKIPPED).
    */
   maxSkipped?: number;
+  /** Write the losses read at log steps here: CSV, or JSON lines for a `.jsonl` name. */
+  log?: string;
 }
 
 /** --max-skipped by default: a run of this many skipped steps is not a transient spike. */
@@ -77,6 +79,8 @@ export interface TrainSummary {
   seconds: number;
   steps_per_second: number;
   weights: string;
+  /** The training log (--log). */
+  log?: string;
 }
 
 export interface Progress {
@@ -207,6 +211,7 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   // Output paths fail now, not after the run (their stale temporary files go too).
   checkOutputPath(opts.save ?? join(opts.dir, 'trained.safetensors'), opts.save ? '--save' : 'the trained weights', 'file');
   if (opts.checkpoint) checkOutputPath(opts.checkpoint, '--checkpoint', 'file');
+  if (opts.log) checkOutputPath(opts.log, '--log', 'file');
   const inShape = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]].shape;
   const inBuf = p.program.buffers[p.program.schedules.train.inputs[p.program.io.input]];
   const data = loadData(opts.data, opts.testData, inShape[1] ?? 1, inBuf.dtype === 'i32' || inBuf.dtype === 'i64', opts.allowNonFinite);
@@ -221,7 +226,11 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   engine.setHparams(hparamValues(optimizer));
 
   const stepsPerEpoch = Math.floor(data.train.n / batch);
-  const total = Math.min(opts.steps ?? Infinity, stepsPerEpoch * opts.epochs);
+  // --steps is a number of steps, crossing epochs as needed; otherwise whole epochs.
+  const total = opts.steps ?? stepsPerEpoch * opts.epochs;
+  const log = opts.log ? { path: resolve(opts.log), rows: [] as string[] } : undefined;
+  const csv = log !== undefined && !log.path.endsWith('.jsonl');
+  if (log && csv) log.rows.push('step,epoch,loss,loss_scale,skipped_steps');
   const rand = mulberry32(opts.seed);
   const order = Int32Array.from({ length: data.train.n }, (_, i) => i);
   const x = data.train.x instanceof Int32Array ? new Int32Array(batch * per) : new Float32Array(batch * per);
@@ -241,7 +250,11 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
   let skippedRun = 0;
   let stopped: string | undefined;
   progress.start(total, `training ${p.program.model} (${p.program.policy}, ${engine.backend})`);
-  for (let epoch = 0; epoch < opts.epochs && done < total && !stopped; epoch++) {
+  let epochs = 0;
+  let trainSeconds = 0;
+  for (let epoch = 0; done < total && !stopped; epoch++) {
+    epochs = epoch + 1;
+    const te = performance.now();
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(rand() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
@@ -262,18 +275,28 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
         const scale = scaleName ? (await engine.read([scaleName])).get(scaleName)!.data[0] : undefined;
         if (opts.fp8Stats && fp8.length) fp8Stats.push(await readFp8Stats(engine, fp8, step));
         progress.update(done, { loss, scale });
+        let skipped: number | undefined;
         if (skippedName) {
-          const skipped = (await engine.read([skippedName])).get(skippedName)!.data[0];
+          skipped = (await engine.read([skippedName])).get(skippedName)!.data[0];
           // Every step since the last look skipped: the run goes on; else it starts over.
           skippedRun = skipped - skippedSeen === done - seenAt ? skippedRun + done - seenAt : 0;
           [skippedSeen, seenAt] = [skipped, done];
           if (skippedRun > maxSkipped)
             stopped = `training stopped at step ${step}: the last ${skippedRun} steps were all skipped for non-finite (inf/NaN) gradients (--max-skipped ${maxSkipped})`;
         }
+        if (log)
+          log.rows.push(
+            csv
+              ? `${step},${epoch + 1},${loss},${scale ?? ''},${skipped ?? ''}`
+              : JSON.stringify({ step, epoch: epoch + 1, loss, ...(scale !== undefined ? { loss_scale: scale } : {}), ...(skipped !== undefined ? { skipped_steps: skipped } : {}) }),
+          );
       }
     }
+    trainSeconds += (performance.now() - te) / 1000;
   }
   progress.stop();
+  if (log) writeAtomically(log.path, new TextEncoder().encode(log.rows.join('\n') + '\n'), 'the training log');
+  progress.log(`evaluating on ${data.test.n} test samples`);
   const classes = p.program.buffers[p.program.schedules.eval.outputs[p.program.io.prediction]].shape.at(-1)!;
   const test = await evaluate(engine, data.test, batch, per, L, classes);
   // The trained weights: the parameters and the model's running statistics (BatchNorm),
@@ -305,7 +328,7 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
     optimizer: optimizer.kind,
     lr: optimizer.lr,
     batch,
-    epochs: opts.epochs,
+    epochs,
     steps: step,
     skipped_steps: skippedName ? state.get(skippedName)!.data[0] : 0,
     final_loss_scale: scaleName ? state.get(scaleName)!.data[0] : null,
@@ -317,7 +340,9 @@ export async function train(opts: TrainOptions, progress: Progress): Promise<Tra
     ...(opts.fp8Stats ? { fp8_stats: fp8Stats } : {}),
     ...(checkpoint ? { checkpoint } : {}),
     seconds: Math.round(seconds * 100) / 100,
-    steps_per_second: Math.round((done / seconds) * 10) / 10,
+    // Training throughput: the steps over the time spent in them (not loading or evaluating).
+    steps_per_second: Math.round((done / Math.max(trainSeconds, 1e-9)) * 10) / 10,
+    ...(log ? { log: log.path } : {}),
     weights,
   };
 }
