@@ -30,7 +30,7 @@ export function addTrainOptions(cmd: Command): Command {
     .requiredOption('--data <spec>', 'training data: fashion-mnist, idx:IMAGES,LABELS or npy:X,Y')
     .option('--test-data <spec>', 'test data (same forms); default: the data set\'s test split, or the last sixth of --data')
     .option('--epochs <n>', 'passes over the training data', positiveInt, 1)
-    .option('--steps <n>', 'train this many steps, crossing epochs as needed (instead of --epochs)', positiveInt)
+    .option('--steps <n>', 'train this many steps, crossing epochs as needed (takes the place of --epochs)', positiveInt)
     .option('--batch <n>', 'not a training option: the batch size is fixed when the program is compiled (mpc compile --batch N)')
     .option('--log <file>', 'write the losses read at log steps (every --log-every) as CSV, or JSON lines for a .jsonl name')
     .option('--lr <x>', 'learning rate (default: the one compiled in)', positiveFloat)
@@ -84,7 +84,6 @@ export async function trainAction(dir: string, o: TrainCliOpts): Promise<void> {
     }
     throw new InputError(`--batch: the batch size is fixed when the program is compiled${compiled}; recompile with mpc compile MODEL --batch ${o.batch} -o ${dir}`);
   }
-  if (o.steps !== undefined && o.epochs !== 1) throw new InputError('--steps and --epochs: give one of them (--steps crosses epochs as needed)');
   if (o.profile && o.backend !== 'webgpu') throw new InputError('--profile times WebGPU kernels: it needs --backend webgpu');
   const progress = createProgress({ quiet: o.quiet });
   const s = await train({ dir, data: o.data, testData: o.testData, epochs: o.epochs, steps: o.steps, lr: o.lr, backend: o.backend, seed: o.seed, save: o.save, logEvery: o.logEvery, fp8Stats: o.fp8Stats, checkpoint: o.checkpoint, resume: o.resume, allowNonFinite: o.allowNonfinite, maxSkipped: o.maxSkipped, log: o.log }, progress);
