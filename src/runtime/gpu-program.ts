@@ -16,6 +16,33 @@ export interface ProgramSpec {
   files: Map<string, string>;
 }
 
+/**
+ * Compute pipelines by WGSL text, per device, for the life of the process: programs loaded one
+ * after another (a model compiled under several policies, evaluation next to training) share
+ * the kernels whose text is identical instead of building them again. Pipelines are immutable;
+ * bind groups are made per program from the pipeline's layout. Bounded, least recently used
+ * first out.
+ */
+const PIPELINES = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+const PIPELINE_CACHE_SIZE = 4096;
+
+function pipelineFor(device: GPUDevice, wgsl: string, label: string): Promise<GPUComputePipeline> {
+  let cache = PIPELINES.get(device);
+  if (!cache) PIPELINES.set(device, (cache = new Map()));
+  let p = cache.get(wgsl);
+  if (p) {
+    cache.delete(wgsl); // most recently used last
+    cache.set(wgsl, p);
+    return p;
+  }
+  p = compileShader(device, wgsl, label).then((module) => device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }));
+  // A failed build is not kept: the next program reports it again.
+  p.catch(() => cache!.delete(wgsl));
+  cache.set(wgsl, p);
+  if (cache.size > PIPELINE_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  return p;
+}
+
 export class GpuProgram {
   private constructor(
     readonly gpu: Gpu,
@@ -40,10 +67,7 @@ export class GpuProgram {
       device.createBuffer({ label: label(a), size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }),
     );
     const byFile = new Map<string, GPUComputePipeline>();
-    for (const [file, wgsl] of spec.files) {
-      const module = await compileShader(device, wgsl, file);
-      byFile.set(file, await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } }));
-    }
+    for (const [file, wgsl] of spec.files) byFile.set(file, await pipelineFor(device, wgsl, file));
     const pipelines = spec.kernels.map((k) => byFile.get(k.file)!);
     const bindGroups = spec.kernels.map((k, i) =>
       device.createBindGroup({
