@@ -28,11 +28,7 @@ interface Pending {
 }
 
 /** Variant id → why it fails today (the first error of `npm run zoo -- --first`). */
-const PENDING: Record<string, Pending> = {
-  // compileModel (and so `mpc compile`/`mpc train`) takes one data input; BERT also has an
-  // attention mask. Forward, gradients and parameters pass through the pipelines directly.
-  'bert-op13': { stage: 'train', reason: 'mpc trains models with one data input (found 2 inputs: input_ids, attention_mask)' },
-};
+const PENDING: Record<string, Pending> = {};
 
 const variants = loadZoo();
 // WebGPU (forward, gradients, training) on each model's primary variant; MPC_ZOO_FULL=1 runs

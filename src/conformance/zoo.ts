@@ -321,7 +321,10 @@ async function trainStage(v: ZooVariant, fx: ZooFixture, root: string, opts: Zoo
   for (const policy of opts.policies ?? TRAIN_POLICIES) {
     const dir = join(mkdtempSync(join(tmpdir(), 'mpc-zoo-')), 'out');
     try {
-      const c = compileModel(join(root, v.file), { policy, batch: v.batch });
+      // A training program feeds one data input: further inputs (BERT's attention mask) are
+      // bound to the fixture's contents, as `mpc compile --const NAME=FILE` does.
+      const consts = Object.fromEntries(v.inputs.slice(1).map((name) => [name, feeds[name]]));
+      const c = compileModel(join(root, v.file), { policy, batch: v.batch, consts });
       writeCompiled(dir, c);
       const e = await gpuEngine(loadProgramDir(dir));
       const losses: number[] = [];
