@@ -26,17 +26,16 @@ import { EVAL_PIPELINE, runPipeline } from '../src/passes/pipeline.js';
 import { passCtx } from '../src/compile/options.js';
 import { runGraph } from '../src/interp/interpreter.js';
 import { addConst, addNode } from '../src/ir/build.js';
-import { encode, floatInfo, isFloat, type DType, type FloatDType } from '../src/ir/dtypes.js';
+import { isFloat, type DType, type FloatDType } from '../src/ir/dtypes.js';
 import { emptyGraph, type Attrs } from '../src/ir/graph.js';
 import { sizeOf, type Tensor } from '../src/ir/tensor.js';
-import { opRow } from '../src/ops/table.js';
 import { activationOps } from '../src/ops/activations.js';
 import { logicOps } from '../src/ops/logic.js';
-import type { GradCtx } from '../src/ops/types.js';
 import type { Target } from '../src/codegen/kernel.js';
 import { generate } from '../src/codegen/program.js';
 import { runOnce } from '../src/runtime/run-once.js';
 import { runNodeOnGpu } from './helpers/gpu.js';
+import { emitGradient, exactPartMismatch, maxUlpF32, splitFeeds, worstUlpMismatch } from './helpers/op-harness.js';
 import { rng, seedOf, singleNodeGraph, tensorOf, type NodeInput } from './helpers/single-node.js';
 
 const O = onnx.onnx;
@@ -84,26 +83,6 @@ function operand(spec: In, t: FloatDType, r: () => number): NodeInput {
 // ---------------------------------------------------------------------------------------------
 // Comparisons.
 
-/** Position of a value in its format's order (sign-magnitude code to a signed integer). */
-function ordinal(dtype: FloatDType, x: number): number {
-  const fi = floatInfo(dtype);
-  const code = dtype === 'f32' ? new Uint32Array(Float32Array.of(x).buffer)[0] : encode(dtype, x);
-  const sign = 2 ** (fi.bits - 1);
-  return code >= sign ? -(code - sign) : code;
-}
-
-/** Largest difference in f32 ulp (NaN matches NaN; ±0 equal), ignoring those within `abs`. */
-function maxUlpF32(got: ArrayLike<number>, want: ArrayLike<number>, abs = 0): { ulp: number; at: number } {
-  let ulp = 0;
-  let at = -1;
-  for (let i = 0; i < want.length; i++) {
-    if ((Number.isNaN(want[i]) && Number.isNaN(got[i])) || Math.abs(got[i] - want[i]) <= abs) continue;
-    const e = got[i] === want[i] ? 0 : Math.abs(ordinal('f32', got[i]) - ordinal('f32', want[i]));
-    if (!(e <= ulp)) [ulp, at] = [Number.isNaN(e) ? Infinity : e, i];
-  }
-  return { ulp, at };
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. Interpreter vs onnxruntime.
 
@@ -150,12 +129,6 @@ function oneNodeModel(c: OrtCase, ins: (Tensor | null)[], out: { dtype: DType; s
     graph: { name: 'g', node: [node], initializer, input: inputs, output: [valueInfo('y', out.dtype, out.shape)] },
   });
   return O.ModelProto.encode(model).finish();
-}
-
-function ortTensor(t: Tensor): ort.Tensor {
-  if (t.dtype === 'f32') return new ort.Tensor('float32', t.data as Float32Array, t.shape);
-  if (t.dtype === 'bool') return new ort.Tensor('bool', Uint8Array.from(t.data), t.shape);
-  return new ort.Tensor('int64', BigInt64Array.from(Array.from(t.data, BigInt)), t.shape);
 }
 
 const SPECIAL = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 0.5, -0.5, 200, -200];
@@ -227,14 +200,8 @@ describe('interpreter vs onnxruntime', () => {
       const o = probe.values.get(probe.nodes[0].outputs[0])!;
       const bytes = oneNodeModel(c, ins, { dtype: o.dtype, shape: o.shape as number[] });
       const session = await ort.InferenceSession.create(bytes);
-      const feeds: Record<string, ort.Tensor> = {};
-      const ourFeeds: Record<string, Tensor> = {};
-      ins.forEach((t, k) => {
-        if (!t || c.ins[k]?.kind === 'const') return;
-        feeds[`x${k}`] = ortTensor(t);
-        ourFeeds[`x${k}`] = t;
-      });
-      const want = await session.run(feeds);
+      const { ortFeeds, ourFeeds } = splitFeeds(ins, (k) => c.ins[k]?.kind === 'const');
+      const want = await session.run(ortFeeds);
       const g = runPipeline(importOnnx(bytes), passCtx({ policy: 'fp32' }), EVAL_PIPELINE);
       const got = runGraph(g, ourFeeds).get('y')!;
       const w = Array.from(want.y.data as ArrayLike<number | bigint | boolean>, Number);
@@ -383,24 +350,11 @@ GPU_CASES.push(
 );
 
 function compareGpu(op: string, dtype: DType, got: ArrayLike<number>, want: ArrayLike<number>): string | undefined {
-  const at = (i: number) => `[${i}]: got ${got[i]}, want ${want[i]}`;
-  if (!isFloat(dtype)) {
-    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) return `differs at ${at(i)}`;
-    return undefined;
-  }
-  for (let i = 0; i < want.length; i++)
-    if (Number.isNaN(want[i]) !== Number.isNaN(got[i]) || (!Number.isFinite(want[i]) && !Number.isNaN(want[i]) && got[i] !== want[i])) return `non-finite mismatch at ${at(i)}`;
+  const exactPart = exactPartMismatch(dtype, got, want);
+  if (exactPart || !isFloat(dtype)) return exactPart;
   const allowed = exact(op) ? 0 : dtype === 'f32' ? (ULP_F32[op] ?? 0) : 1;
   const abs = dtype === 'f32' ? (ABS_F32[op] ?? 0) : 0;
-  let worst = 0;
-  let wi = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (Number.isNaN(want[i]) || Math.abs(got[i] - want[i]) <= abs) continue;
-    const d = Math.abs(ordinal(dtype as FloatDType, got[i]) - ordinal(dtype as FloatDType, want[i]));
-    const e = d === 0 && !Object.is(got[i], want[i]) ? 1 : d; // bit-exact includes the sign of zero
-    if (e > worst) [worst, wi] = [e, i];
-  }
-  return worst <= allowed ? undefined : `${worst} ulp of ${dtype} (allowed ${allowed}) at ${at(wi)}`;
+  return worstUlpMismatch(dtype as FloatDType, got, want, allowed, (d) => d <= abs);
 }
 
 function runsOf(c: GpuCase): { t: FloatDType; target: Target }[] {
@@ -536,14 +490,7 @@ describe('gradients vs central finite differences', () => {
       g.values.set('dy', { name: 'dy', dtype: o.dtype, shape: [...o.shape], role: 'input' });
       g.inputs.push('dy');
       feeds.dy = { dtype: 'f32', shape: o.shape as number[], data: Float32Array.from(w) };
-      const gctx: GradCtx = {
-        node: n,
-        dy: ['dy'],
-        type: (v) => ({ dtype: g.values.get(v)!.dtype, shape: g.values.get(v)!.shape as number[] }),
-        emit: (op, inputs, attrs, nOutputs) => addNode(g, op, inputs, { attrs, outputs: nOutputs, name: 'grad' }),
-        constant: (t) => addConst(g, 'grad_const', t),
-      };
-      const dx = opRow(c.op).grad!(gctx);
+      const dx = emitGradient(g, n, ['dy']);
       const genv = runGraph(g, feeds);
 
       const wrt = ins.flatMap((inp, k) => (inp && inp.kind !== 'const' && isFloat(inp.tensor.dtype) ? [k] : []));

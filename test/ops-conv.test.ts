@@ -10,19 +10,16 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../src/interp/interpreter.js';
 import { addConst, addNode, typeOf } from '../src/ir/build.js';
-import { encode, floatInfo, isFloat, type DType, type FloatDType } from '../src/ir/dtypes.js';
-import { cloneGraph, emptyGraph, type Attrs, type Graph, type Node } from '../src/ir/graph.js';
+import { isFloat, type DType, type FloatDType } from '../src/ir/dtypes.js';
+import { emptyGraph, type Attrs, type Graph, type Node } from '../src/ir/graph.js';
 import { sizeOf, type Tensor } from '../src/ir/tensor.js';
-import { opRow } from '../src/ops/table.js';
-import type { GradCtx } from '../src/ops/types.js';
-import type { Target } from '../src/codegen/kernel.js';
 import { convGeom, convOps, convRef } from '../src/ops/conv.js';
 import { avgPoolRef, maxPoolRef, padRef, poolGeom, poolOps, resolvePads } from '../src/ops/pool.js';
 import { batchNormDims, batchNormRef, batchStatsRef, normOps } from '../src/ops/norm.js';
 import { importOnnx } from '../src/onnx/import.js';
 import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE } from '../src/passes/pipeline.js';
 import { passCtx } from '../src/compile/options.js';
-import { runNodeOnGpu } from './helpers/gpu.js';
+import { f32Mismatch, fdVsRule, gpuVsInterp, onnxAttr, RUNS, runName, ulpMismatch, withGradient } from './helpers/op-harness.js';
 import { rng, seedOf, tensorOf } from './helpers/single-node.js';
 
 const P = onnx.onnx;
@@ -209,37 +206,14 @@ function build(c: Case, t: FloatDType): Built {
 }
 
 /** The forward node plus the nodes of its gradient rule (cotangent on output 0). */
-function buildBackward(c: Case, t: FloatDType) {
-  const b = build(c, t);
-  const g = cloneGraph(b.g);
-  const node = g.nodes[0];
-  const yt = typeOf(g, node.outputs[0]);
-  const r = rng(seedOf(`dy ${c.op} ${c.what}`));
-  const dy = tensorOf(yt.dtype, yt.shape, Array.from({ length: sizeOf(yt.shape) }, () => signed(r, 0)));
-  g.values.set('dy', { name: 'dy', dtype: yt.dtype, shape: [...yt.shape], role: 'input' });
-  g.inputs.push('dy');
-  const ctx: GradCtx = {
-    node,
-    dy: node.outputs.map((_, k) => (k === 0 ? 'dy' : undefined)),
-    type: (v) => typeOf(g, v),
-    emit: (op, ins, attrs, nOutputs) => addNode(g, op, ins, { attrs, outputs: nOutputs, name: `${node.name}.grad` }),
-    constant: (tt) => addConst(g, `${node.name}.grad_const`, tt),
-  };
-  const dx = opRow(c.op).grad!(ctx);
-  return { ...b, g, node, dx, dy, feeds: { ...b.feeds, dy } };
-}
+const buildBackward = (c: Case, t: FloatDType) => withGradient(build(c, t), `dy ${c.op} ${c.what}`, (r) => signed(r, 0));
 
 // ---------------------------------------------------------------------------------------------
 // onnxruntime.
 
 const FLOAT_ATTRS = new Set(['epsilon', 'momentum']);
 
-function attrProto(name: string, v: Attrs[string]) {
-  if (typeof v === 'string') return { name, type: P.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(v) };
-  if (Array.isArray(v)) return { name, type: P.AttributeProto.AttributeType.INTS, ints: v as number[] };
-  if (FLOAT_ATTRS.has(name)) return { name, type: P.AttributeProto.AttributeType.FLOAT, f: v as number };
-  return { name, type: P.AttributeProto.AttributeType.INT, i: v as number };
-}
+const attrProto = (name: string, v: Attrs[string]) => onnxAttr(name, v, FLOAT_ATTRS);
 
 function onnxModel(c: Case, b: Built, outNames: string[]): Uint8Array {
   const node = b.g.nodes[0];
@@ -276,26 +250,6 @@ async function runOrt(c: Case, b: Built): Promise<{ data: Float32Array; dims: re
 // ---------------------------------------------------------------------------------------------
 // Comparisons.
 
-/** f32: max error in units of (1e-5 |want| + 1e-6 max|want| + atol). */
-function f32Err(got: ArrayLike<number>, want: ArrayLike<number>, atol = 0): { worst: number; at: number } {
-  let maxAbs = 0;
-  for (let i = 0; i < want.length; i++) maxAbs = Math.max(maxAbs, Math.abs(want[i]));
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]) / (1e-5 * Math.abs(want[i]) + 1e-6 * maxAbs + atol + 1e-30);
-    if (!(e <= worst)) [worst, at] = [e, i];
-  }
-  return { worst, at };
-}
-
-function ordinal(dtype: FloatDType, v: number): number {
-  const fi = floatInfo(dtype);
-  const code = dtype === 'f32' ? new Uint32Array(Float32Array.of(v).buffer)[0] : encode(dtype, v);
-  const sign = 2 ** (fi.bits - 1);
-  return code >= sign ? -(code - sign) : code;
-}
-
 /** Ops whose kernels only move data: bit-exact in every format. */
 const EXACT = new Set(['MaxPool', 'Pad']);
 
@@ -306,15 +260,9 @@ function compare(op: string, dtype: DType, got: ArrayLike<number>, want: ArrayLi
     return undefined;
   }
   if (dtype === 'f32') {
-    const { worst, at } = f32Err(got, want, atol);
-    return worst <= 1 ? undefined : `f32 ${worst.toFixed(2)}x the tolerance at [${at}]: got ${got[at]}, want ${want[at]}`;
+    return f32Mismatch(got, want, atol);
   }
-  const allowed = EXACT.has(op) ? 0 : 1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(ordinal(dtype as FloatDType, got[i]) - ordinal(dtype as FloatDType, want[i]));
-    if (d > allowed) return `${dtype}: ${d} ulp (allowed ${allowed}) at [${i}]: got ${got[i]}, want ${want[i]}`;
-  }
-  return undefined;
+  return ulpMismatch(dtype as FloatDType, got, want, EXACT.has(op) ? 0 : 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,40 +330,14 @@ describe('interpreter vs onnxruntime (f32)', () => {
     });
 });
 
-const RUNS: { t: FloatDType; target: Target }[] = [
-  { t: 'f32', target: { f16: true } },
-  { t: 'f16', target: { f16: true } },
-  { t: 'f16', target: { f16: false } },
-  { t: 'bf16', target: { f16: true } },
-];
-const runName = (r: (typeof RUNS)[number]) => `T=${r.t}${r.t === 'f16' ? (r.target.f16 ? ' native' : ' packed') : ''}`;
-
-/** Runs nodes [from, ...) of g on the GPU, each on the interpreter's inputs, and lists mismatches. */
-async function gpuVsInterp(g: Graph, feeds: Record<string, Tensor>, target: Target, from: number, atol = 0): Promise<string[]> {
-  const env = runGraph(g, feeds);
-  const bad: string[] = [];
-  for (let idx = from; idx < g.nodes.length; idx++) {
-    const n = g.nodes[idx];
-    if (opRow(n.op).alias?.view) continue;
-    const outs = await runNodeOnGpu(g, idx, env, target);
-    n.outputs.forEach((o, k) => {
-      if (!o) return;
-      const want = env.get(o)!;
-      const msg = compare(n.op, want.dtype, outs[k].data, want.data, atol);
-      if (msg) bad.push(`${n.op} '${n.name}' output ${k} (${want.dtype}[${want.shape}]): ${msg}`);
-    });
-  }
-  return bad;
-}
-
 describe('WebGPU vs the interpreter: forward and gradient kernels', () => {
   for (const c of CASES)
     for (const run of RUNS)
       it(`${name(c)} | ${runName(run)}`, async () => {
         const fwd = build(c, run.t);
-        const bad = await gpuVsInterp(fwd.g, fwd.feeds, run.target, 0);
+        const bad = await gpuVsInterp(compare, fwd.g, fwd.feeds, run.target, 0);
         const bwd = buildBackward(c, run.t);
-        bad.push(...(await gpuVsInterp(bwd.g, bwd.feeds, run.target, 1)));
+        bad.push(...(await gpuVsInterp(compare, bwd.g, bwd.feeds, run.target, 1)));
         expect(bad).toEqual([]);
       });
 });
@@ -429,27 +351,7 @@ describe('gradients vs central finite differences (f64)', () => {
       const base = bwd.tensors.map((t) => (t && isFloat(t.dtype) ? Float64Array.from(t.data) : undefined));
       const dy = Array.from(env.get('dy')!.data);
       const h = 1e-6;
-      const bad: string[] = [];
-      base.forEach((v, k) => {
-        if (!v) return;
-        const fd = new Float64Array(v.length);
-        for (let j = 0; j < v.length; j++) {
-          const at = (delta: number) => {
-            const ins = base.map((b) => b && Float64Array.from(b));
-            ins[k]![j] += delta;
-            return objective(c, bwd.node, ins, shapes, bwd.tensors, dy);
-          };
-          fd[j] = (at(h) - at(-h)) / (2 * h);
-        }
-        const d = bwd.dx[k];
-        const got = d ? env.get(d)!.data : new Float32Array(v.length);
-        const maxAbs = fd.reduce((m, e) => Math.max(m, Math.abs(e)), 0);
-        for (let j = 0; j < v.length; j++)
-          if (!(Math.abs(got[j] - fd[j]) <= 1e-4 * Math.abs(fd[j]) + 1e-4 * maxAbs + 1e-6)) {
-            bad.push(`input ${k}${d ? '' : ' (no gradient from the rule)'} [${j}]: rule ${got[j]}, finite difference ${fd[j]}`);
-            break;
-          }
-      });
+      const bad = fdVsRule(base, bwd.dx, env, h, (ins) => objective(c, bwd.node, ins, shapes, bwd.tensors, dy));
       expect(bad).toEqual([]);
     });
 });
@@ -576,6 +478,6 @@ describe('a CNN with every op, through the compiler', () => {
       // An absolute floor for f32 sums that cancel analytically: the conv bias before a
       // training-mode BatchNormalization has gradient 0 (the batch mean removes it), which
       // both sides compute as ~1e-9 of f32 rounding noise.
-      expect(await gpuVsInterp(g, { input, labels }, { f16: true }, 0, 1e-7)).toEqual([]);
+      expect(await gpuVsInterp(compare, g, { input, labels }, { f16: true }, 0, 1e-7)).toEqual([]);
     });
 });

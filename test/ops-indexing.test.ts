@@ -12,12 +12,10 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../src/interp/interpreter.js';
 import { addConst, addNode, typeOf } from '../src/ir/build.js';
 import { isFloat, toOnnx, type DType, type FloatDType } from '../src/ir/dtypes.js';
-import { cloneGraph, emptyGraph, type Attrs, type Graph } from '../src/ir/graph.js';
+import { emptyGraph, type Attrs, type Graph } from '../src/ir/graph.js';
 import { sizeOf, type Tensor } from '../src/ir/tensor.js';
 import { importOnnx } from '../src/onnx/import.js';
-import { opRow } from '../src/ops/table.js';
 import { indexingOps } from '../src/ops/indexing.js';
-import type { GradCtx } from '../src/ops/types.js';
 import { passCtx } from '../src/compile/options.js';
 import { bindDims } from '../src/passes/bind-dims.js';
 import { foldConstants } from '../src/passes/fold-constants.js';
@@ -25,6 +23,7 @@ import { inferTypes } from '../src/passes/infer-types.js';
 import { runPipeline } from '../src/passes/pipeline.js';
 import type { Target } from '../src/codegen/kernel.js';
 import { runNodeOnGpu } from './helpers/gpu.js';
+import { dyObjective, ORT_TYPE, ortNumbers, rawBytes, withGradients } from './helpers/op-harness.js';
 import { rng, seedOf, tensorOf } from './helpers/single-node.js';
 
 const P = onnx.onnx;
@@ -185,18 +184,6 @@ function irCase(c: Case, t: FloatDType): { g: Graph; feeds: Record<string, Tenso
   return { g, feeds };
 }
 
-const ORT_TYPE: Record<string, ort.Tensor.Type> = { f32: 'float32', i64: 'int64', i32: 'int32', bool: 'bool' };
-
-function rawBytes(dtype: DType, vals: number[]): Uint8Array {
-  let a: ArrayBufferView;
-  if (dtype === 'f32') a = Float32Array.from(vals);
-  else if (dtype === 'i64') a = BigInt64Array.from(vals.map((v) => BigInt(v)));
-  else if (dtype === 'i32') a = Int32Array.from(vals);
-  else if (dtype === 'bool') a = Uint8Array.from(vals);
-  else throw new Error(`no raw bytes for ${dtype}`);
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
 function attrProto(name: string, v: Attrs[string]) {
   if (typeof v === 'number') return Number.isInteger(v) ? { name, type: A.INT, i: v } : { name, type: A.FLOAT, f: v };
   if (typeof v === 'string') return { name, type: A.STRING, s: new TextEncoder().encode(v) };
@@ -229,10 +216,6 @@ function onnxCase(c: Case): { bytes: Uint8Array; feeds: Record<string, ort.Tenso
   const opset = c.opset ?? 13;
   const bytes = P.ModelProto.encode({ irVersion: opset >= 18 ? 9 : 8, opsetImport: [{ domain: '', version: opset }], graph: { name: c.op, node: nodes, input: inputs, output } }).finish();
   return { bytes, feeds, outputs };
-}
-
-function ortNumbers(t: ort.Tensor): number[] {
-  return Array.from(t.data as ArrayLike<number | bigint | boolean>, (v) => (typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v));
 }
 
 /** First difference, floats compared by bits (sign of zero included) unless `tol` (relative to the largest value) is given. */
@@ -328,43 +311,12 @@ describe('WGSL kernels vs the interpreter', () => {
 // 3. Gradients vs central finite differences (steps of 1/64: the orders of TopK's distinct
 // inputs do not change; the other ops are linear in their float inputs).
 
-function objective(g: Graph, feeds: Record<string, Tensor>, dys: Map<string, Tensor>): number {
-  const env = runGraph(g, feeds);
-  let s = 0;
-  for (const [o, dy] of dys) {
-    const y = env.get(o)!.data;
-    for (let i = 0; i < y.length; i++) s += dy.data[i] * y[i];
-  }
-  return s;
-}
-
 describe('gradient rules vs finite differences', () => {
   for (const c of CASES.filter((c) => c.grad || c.zeroGrad))
     it(`${c.op} ${c.what}`, async () => {
       const { g, feeds } = irCase(c, 'f32');
       const node = g.nodes[0];
-      const bg = cloneGraph(g);
-      const r = rng(seedOf(`dy ${c.op} ${c.what}`));
-      const dys = new Map<string, Tensor>();
-      const dyNames = node.outputs.map((o, k) => {
-        const t = typeOf(g, o);
-        if (!isFloat(t.dtype) || c.noGrad?.includes(k)) return undefined;
-        const name = `dy${k}`;
-        const dy = tensorOf(t.dtype, t.shape, Array.from({ length: sizeOf(t.shape) }, () => signed(r, 0)));
-        bg.values.set(name, { name, dtype: t.dtype, shape: [...t.shape], role: 'input' });
-        bg.inputs.push(name);
-        feeds[name] = dy;
-        dys.set(o, dy);
-        return name;
-      });
-      const ctx: GradCtx = {
-        node: bg.nodes[0],
-        dy: dyNames,
-        type: (v) => typeOf(bg, v),
-        emit: (op, ins, attrs, nOutputs) => addNode(bg, op, ins, { attrs, outputs: nOutputs, name: 'node.grad' }),
-        constant: (t) => addConst(bg, 'node.grad_const', t),
-      };
-      const dx = opRow(c.op).grad!(ctx);
+      const { bg, dx, dys } = withGradients(g, feeds, `dy ${c.op} ${c.what}`, (r) => signed(r, 0), c.noGrad);
       const benv = runGraph(bg, feeds);
       // Every emitted gradient node also runs on the GPU (f32), against the interpreter.
       for (let k = 1; k < bg.nodes.length; k++) {
@@ -386,7 +338,7 @@ describe('gradient rules vs finite differences', () => {
           const minus = Float32Array.from(x.data);
           plus[j] += h;
           minus[j] -= h;
-          const fd = (objective(g, { ...feeds, [name]: { ...x, data: plus } }, dys) - objective(g, { ...feeds, [name]: { ...x, data: minus } }, dys)) / (2 * h);
+          const fd = (dyObjective(g, { ...feeds, [name]: { ...x, data: plus } }, dys) - dyObjective(g, { ...feeds, [name]: { ...x, data: minus } }, dys)) / (2 * h);
           const a = analytic ? analytic[j] : 0;
           expect(Math.abs(a - fd), `d input ${k} [${j}]: rule ${a}, finite difference ${fd}`).toBeLessThan(1e-4 * (1 + Math.abs(fd)));
         }

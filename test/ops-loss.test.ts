@@ -19,19 +19,17 @@
 // Labels outside [0, C) that are not ignore_index are undefined in ONNX (onnxruntime fails);
 // mpc counts them as ignored, which only cases 2 and 3 check.
 import { describe, expect, it } from 'vitest';
+import { emitGradient } from './helpers/op-harness.js';
 import onnx from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { importOnnx } from '../src/onnx/import.js';
 import { EVAL_PIPELINE, TRAIN_PIPELINE, runPipeline } from '../src/passes/pipeline.js';
 import { passCtx } from '../src/compile/options.js';
 import { runGraph } from '../src/interp/interpreter.js';
-import { addConst, addNode } from '../src/ir/build.js';
 import { encode, floatInfo, type FloatDType } from '../src/ir/dtypes.js';
 import type { Attrs } from '../src/ir/graph.js';
 import { sizeOf, type Tensor } from '../src/ir/tensor.js';
 import { lossOps } from '../src/ops/loss.js';
-import { opRow } from '../src/ops/table.js';
-import type { GradCtx } from '../src/ops/types.js';
 import type { Target } from '../src/codegen/kernel.js';
 import { runNodeOnGpu } from './helpers/gpu.js';
 import { rng, seedOf, singleNodeGraph, tensorOf, type NodeInput } from './helpers/single-node.js';
@@ -294,14 +292,7 @@ describe('gradients vs central finite differences', () => {
           feeds[name] = { dtype: 'f32', shape: v.shape as number[], data: Float32Array.from(w[k]) };
           return name;
         });
-        const gctx: GradCtx = {
-          node: n,
-          dy,
-          type: (v) => ({ dtype: g.values.get(v)!.dtype, shape: g.values.get(v)!.shape as number[] }),
-          emit: (o, inputs, attrs, nOutputs) => addNode(g, o, inputs, { attrs, outputs: nOutputs, name: 'grad' }),
-          constant: (t) => addConst(g, 'grad_const', t),
-        };
-        const dx = opRow(op).grad!(gctx);
+        const dx = emitGradient(g, n, dy);
         expect(dx[1], 'labels get no gradient').toBeUndefined();
         const genv = runGraph(g, feeds);
         const wrt = d.weights ? [0, 2] : [0];
@@ -334,13 +325,7 @@ describe('gradients vs central finite differences', () => {
       const d = dataOf(c, kind, 'no cotangent');
       const { g } = singleNodeGraph(op, [{ tensor: d.x }, { tensor: d.labels }, { tensor: d.weights! }], attrsOf(c), outputsOf(op, c));
       const before = g.nodes.length;
-      const dx = opRow(op).grad!({
-        node: g.nodes[0],
-        dy: g.nodes[0].outputs.map(() => undefined),
-        type: (v) => ({ dtype: g.values.get(v)!.dtype, shape: g.values.get(v)!.shape as number[] }),
-        emit: (o, inputs, attrs, nOutputs) => addNode(g, o, inputs, { attrs, outputs: nOutputs }),
-        constant: (t) => addConst(g, 'k', t),
-      });
+      const dx = emitGradient(g, g.nodes[0], g.nodes[0].outputs.map(() => undefined));
       expect(dx.every((v) => v === undefined)).toBe(true);
       expect(g.nodes.length).toBe(before);
     }

@@ -12,13 +12,12 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../src/interp/interpreter.js';
 import { addConst, addNode, typeOf } from '../src/ir/build.js';
 import { isFloat, toOnnx, type DType, type FloatDType } from '../src/ir/dtypes.js';
-import { cloneGraph, emptyGraph, type Attrs, type Graph } from '../src/ir/graph.js';
+import { emptyGraph, type Attrs, type Graph } from '../src/ir/graph.js';
 import { sizeOf, type Tensor } from '../src/ir/tensor.js';
 import { importOnnx } from '../src/onnx/import.js';
 import { opRow } from '../src/ops/table.js';
 import { dropoutBits, gatherOps } from '../src/ops/gather.js';
 import { shapeOps } from '../src/ops/shape.js';
-import type { GradCtx } from '../src/ops/types.js';
 import { passCtx } from '../src/compile/options.js';
 import { bindDims } from '../src/passes/bind-dims.js';
 import { foldConstants } from '../src/passes/fold-constants.js';
@@ -26,6 +25,7 @@ import { inferTypes } from '../src/passes/infer-types.js';
 import { runPipeline, TRAIN_PIPELINE } from '../src/passes/pipeline.js';
 import type { Target } from '../src/codegen/kernel.js';
 import { runNodeOnGpu, runOnGpu } from './helpers/gpu.js';
+import { dyObjective, ORT_TYPE, ortNumbers, rawBytes, withGradients } from './helpers/op-harness.js';
 import { rng, seedOf, tensorOf } from './helpers/single-node.js';
 
 const P = onnx.onnx;
@@ -199,18 +199,6 @@ function irCase(c: Case, t: FloatDType): { g: Graph; feeds: Record<string, Tenso
   return { g, feeds };
 }
 
-const ORT_TYPE: Record<string, ort.Tensor.Type> = { f32: 'float32', i64: 'int64', i32: 'int32', bool: 'bool' };
-
-function rawBytes(dtype: DType, vals: (number | bigint)[]): Uint8Array {
-  let a: ArrayBufferView;
-  if (dtype === 'f32') a = Float32Array.from(vals as number[]);
-  else if (dtype === 'i64') a = BigInt64Array.from(vals.map((v) => BigInt(v)));
-  else if (dtype === 'i32') a = Int32Array.from(vals as number[]);
-  else if (dtype === 'bool') a = Uint8Array.from(vals as number[]);
-  else throw new Error(`no raw bytes for ${dtype}`);
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
 function attrProto(name: string, v: Attrs[string]) {
   if (typeof v === 'number') return Number.isInteger(v) && name !== 'ratio' ? { name, type: A.INT, i: v } : { name, type: A.FLOAT, f: v };
   if (Array.isArray(v)) return { name, type: A.INTS, ints: v as number[] };
@@ -248,11 +236,6 @@ function onnxCase(c: Case): { bytes: Uint8Array; feeds: Record<string, ort.Tenso
   const graph = { name: c.op, node: nodes, input: inputs, output };
   const bytes = P.ModelProto.encode({ irVersion: 8, opsetImport: [{ domain: '', version: c.opset ?? 13 }], graph }).finish();
   return { bytes, feeds, outputs };
-}
-
-function ortNumbers(t: ort.Tensor): number[] {
-  const d = t.data as ArrayLike<number | bigint>;
-  return Array.from(d, (v) => (typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v));
 }
 
 /** First difference between two number lists, comparing floats by their bits (sign of zero included). */
@@ -351,43 +334,12 @@ describe('WGSL kernels vs the interpreter (bit-exact)', () => {
 // 3. Gradients vs central finite differences. Every op here is linear in its float input (for
 // Dropout: given the mask), so a step of 1 is exact up to rounding of the sums.
 
-function objective(g: Graph, feeds: Record<string, Tensor>, dys: Map<string, Tensor>): number {
-  const env = runGraph(g, feeds);
-  let s = 0;
-  for (const [o, dy] of dys) {
-    const y = env.get(o)!.data;
-    for (let i = 0; i < y.length; i++) s += dy.data[i] * y[i];
-  }
-  return s;
-}
-
 describe('gradient rules vs finite differences', () => {
   for (const c of CASES.filter((c) => c.grad))
     it(`${c.op} ${c.what}`, () => {
       const { g, feeds } = irCase(c, 'f32');
       const node = g.nodes[0];
-      const bg = cloneGraph(g);
-      const r = rng(seedOf(`dy ${c.op} ${c.what}`));
-      const dys = new Map<string, Tensor>();
-      const dyNames = node.outputs.map((o, k) => {
-        const t = typeOf(g, o);
-        if (!isFloat(t.dtype) || c.noGrad?.includes(k)) return undefined;
-        const name = `dy${k}`;
-        const dy = tensorOf(t.dtype, t.shape, Array.from({ length: sizeOf(t.shape) }, () => signed(r, 0)));
-        bg.values.set(name, { name, dtype: t.dtype, shape: [...t.shape], role: 'input' });
-        bg.inputs.push(name);
-        feeds[name] = dy;
-        dys.set(o, dy);
-        return name;
-      });
-      const ctx: GradCtx = {
-        node: bg.nodes[0],
-        dy: dyNames,
-        type: (v) => typeOf(bg, v),
-        emit: (op, ins, attrs, nOutputs) => addNode(bg, op, ins, { attrs, outputs: nOutputs, name: 'node.grad' }),
-        constant: (t) => addConst(bg, 'node.grad_const', t),
-      };
-      const dx = opRow(c.op).grad!(ctx);
+      const { bg, dx, dys } = withGradients(g, feeds, `dy ${c.op} ${c.what}`, (r) => signed(r, 0), c.noGrad);
       const benv = runGraph(bg, feeds);
       // Also run every emitted gradient node on the GPU (f32).
       const checks: Promise<void>[] = [];
@@ -410,7 +362,7 @@ describe('gradient rules vs finite differences', () => {
           const minus = Float32Array.from(x.data);
           plus[j] += 1;
           minus[j] -= 1;
-          const fd = (objective(g, { ...feeds, [name]: { ...x, data: plus } }, dys) - objective(g, { ...feeds, [name]: { ...x, data: minus } }, dys)) / 2;
+          const fd = (dyObjective(g, { ...feeds, [name]: { ...x, data: plus } }, dys) - dyObjective(g, { ...feeds, [name]: { ...x, data: minus } }, dys)) / 2;
           expect(Math.abs(analytic[j] - fd), `d input ${k} [${j}]: rule ${analytic[j]}, finite difference ${fd}`).toBeLessThan(1e-5 * (1 + Math.abs(fd)));
         }
       });

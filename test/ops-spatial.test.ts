@@ -12,18 +12,16 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../src/interp/interpreter.js';
 import { addConst, addNode, typeOf } from '../src/ir/build.js';
-import { encode, floatInfo, isFloat, type DType, type FloatDType } from '../src/ir/dtypes.js';
-import { cloneGraph, emptyGraph, type Attrs, type Graph, type Node } from '../src/ir/graph.js';
+import { isFloat, type DType, type FloatDType } from '../src/ir/dtypes.js';
+import { emptyGraph, type Attrs, type Graph, type Node } from '../src/ir/graph.js';
 import { sizeOf, type Tensor } from '../src/ir/tensor.js';
 import { opRow } from '../src/ops/table.js';
-import type { GradCtx } from '../src/ops/types.js';
-import type { Target } from '../src/codegen/kernel.js';
 import { convTransposeRef, ctGeom, spatialOps } from '../src/ops/spatial.js';
 import { gnDims, groupNormRef, lrnRef, mvnRef } from '../src/ops/spatial-norm.js';
 import { importOnnx } from '../src/onnx/import.js';
 import { EVAL_PIPELINE, runPipeline, TRAIN_PIPELINE } from '../src/passes/pipeline.js';
 import { passCtx } from '../src/compile/options.js';
-import { runNodeOnGpu } from './helpers/gpu.js';
+import { f32Mismatch, fdVsRule, gpuVsInterp, onnxAttr, RUNS, runName, ulpMismatch, withGradient } from './helpers/op-harness.js';
 import { rng, seedOf, tensorOf } from './helpers/single-node.js';
 
 const P = onnx.onnx;
@@ -153,37 +151,14 @@ function build(c: Case, t: FloatDType): Built {
   return { g, feeds, tensors };
 }
 
-function buildBackward(c: Case, t: FloatDType) {
-  const b = build(c, t);
-  const g = cloneGraph(b.g);
-  const node = g.nodes[0];
-  const yt = typeOf(g, node.outputs[0]);
-  const r = rng(seedOf(`dy ${c.op} ${c.what}`));
-  const dy = tensorOf(yt.dtype, yt.shape, Array.from({ length: sizeOf(yt.shape) }, () => signed(r, 0)));
-  g.values.set('dy', { name: 'dy', dtype: yt.dtype, shape: [...yt.shape], role: 'input' });
-  g.inputs.push('dy');
-  const ctx: GradCtx = {
-    node,
-    dy: node.outputs.map((_, k) => (k === 0 ? 'dy' : undefined)),
-    type: (v) => typeOf(g, v),
-    emit: (op, ins, attrs, nOutputs) => addNode(g, op, ins, { attrs, outputs: nOutputs, name: `${node.name}.grad` }),
-    constant: (tt) => addConst(g, `${node.name}.grad_const`, tt),
-  };
-  const dx = opRow(c.op).grad!(ctx);
-  return { ...b, g, node, dx, dy, feeds: { ...b.feeds, dy } };
-}
+const buildBackward = (c: Case, t: FloatDType) => withGradient(build(c, t), `dy ${c.op} ${c.what}`, (r) => signed(r, 0));
 
 // ---------------------------------------------------------------------------------------------
 // onnxruntime.
 
 const FLOAT_ATTRS = new Set(['epsilon', 'alpha', 'beta', 'bias', 'cubic_coeff_a', 'extrapolation_value']);
 
-function attrProto(name: string, v: Attrs[string]) {
-  if (typeof v === 'string') return { name, type: P.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(v) };
-  if (Array.isArray(v)) return { name, type: P.AttributeProto.AttributeType.INTS, ints: v as number[] };
-  if (FLOAT_ATTRS.has(name)) return { name, type: P.AttributeProto.AttributeType.FLOAT, f: v as number };
-  return { name, type: P.AttributeProto.AttributeType.INT, i: v as number };
-}
+const attrProto = (name: string, v: Attrs[string]) => onnxAttr(name, v, FLOAT_ATTRS);
 
 function onnxModel(c: Case, b: Built): Uint8Array {
   const node = b.g.nodes[0];
@@ -222,45 +197,20 @@ async function runOrt(c: Case, b: Built): Promise<{ data: Float32Array; dims: re
 // ---------------------------------------------------------------------------------------------
 // Comparisons.
 
-function f32Err(got: ArrayLike<number>, want: ArrayLike<number>, atol = 0): { worst: number; at: number } {
-  let maxAbs = 0;
-  for (let i = 0; i < want.length; i++) maxAbs = Math.max(maxAbs, Math.abs(want[i]));
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]) / (1e-5 * Math.abs(want[i]) + 1e-6 * maxAbs + atol + 1e-30);
-    if (!(e <= worst)) [worst, at] = [e, i];
-  }
-  return { worst, at };
-}
-
-function ordinal(dtype: FloatDType, v: number): number {
-  const fi = floatInfo(dtype);
-  const code = dtype === 'f32' ? new Uint32Array(Float32Array.of(v).buffer)[0] : encode(dtype, v);
-  const sign = 2 ** (fi.bits - 1);
-  return code >= sign ? -(code - sign) : code;
-}
-
 /** Kernels that only select data: bit-exact in every format. */
 const EXACT = new Set(['GlobalMaxPool', 'mpc.GlobalMaxPoolGrad']);
 
 function compare(op: string, dtype: DType, got: ArrayLike<number>, want: ArrayLike<number>, atol = 0): string | undefined {
   if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
   if (dtype === 'f32') {
-    const { worst, at } = f32Err(got, want, atol);
-    return worst <= 1 ? undefined : `f32 ${worst.toFixed(2)}x the tolerance at [${at}]: got ${got[at]}, want ${want[at]}`;
+    return f32Mismatch(got, want, atol);
   }
   if (!isFloat(dtype)) {
     // Integer outputs of the training step (the non-finite flag, the skipped-step count): exact.
     const i = Array.from(want).findIndex((v, k) => v !== got[k]);
     return i < 0 ? undefined : `${dtype} at [${i}]: got ${got[i]}, want ${want[i]}`;
   }
-  const allowed = EXACT.has(op) ? 0 : 1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(ordinal(dtype as FloatDType, got[i]) - ordinal(dtype as FloatDType, want[i]));
-    if (d > allowed) return `${dtype}: ${d} ulp (allowed ${allowed}) at [${i}]: got ${got[i]}, want ${want[i]}`;
-  }
-  return undefined;
+  return ulpMismatch(dtype as FloatDType, got, want, EXACT.has(op) ? 0 : 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,39 +277,14 @@ describe('interpreter vs onnxruntime (f32)', () => {
     });
 });
 
-const RUNS: { t: FloatDType; target: Target }[] = [
-  { t: 'f32', target: { f16: true } },
-  { t: 'f16', target: { f16: true } },
-  { t: 'f16', target: { f16: false } },
-  { t: 'bf16', target: { f16: true } },
-];
-const runName = (r: (typeof RUNS)[number]) => `T=${r.t}${r.t === 'f16' ? (r.target.f16 ? ' native' : ' packed') : ''}`;
-
-async function gpuVsInterp(g: Graph, feeds: Record<string, Tensor>, target: Target, from: number, atol = 0): Promise<string[]> {
-  const env = runGraph(g, feeds);
-  const bad: string[] = [];
-  for (let idx = from; idx < g.nodes.length; idx++) {
-    const n = g.nodes[idx];
-    if (opRow(n.op).alias?.view) continue;
-    const outs = await runNodeOnGpu(g, idx, env, target);
-    n.outputs.forEach((o, k) => {
-      if (!o) return;
-      const want = env.get(o)!;
-      const msg = compare(n.op, want.dtype, outs[k].data, want.data, atol);
-      if (msg) bad.push(`${n.op} '${n.name}' output ${k} (${want.dtype}[${want.shape}]): ${msg}`);
-    });
-  }
-  return bad;
-}
-
 describe('WebGPU vs the interpreter: forward and gradient kernels', () => {
   for (const c of CASES)
     for (const run of RUNS)
       it(`${name(c)} | ${runName(run)}`, async () => {
         const fwd = build(c, run.t);
-        const bad = await gpuVsInterp(fwd.g, fwd.feeds, run.target, 0);
+        const bad = await gpuVsInterp(compare, fwd.g, fwd.feeds, run.target, 0);
         const bwd = buildBackward(c, run.t);
-        bad.push(...(await gpuVsInterp(bwd.g, bwd.feeds, run.target, 1)));
+        bad.push(...(await gpuVsInterp(compare, bwd.g, bwd.feeds, run.target, 1)));
         expect(bad).toEqual([]);
       });
 });
@@ -373,27 +298,7 @@ describe('gradients vs central finite differences', () => {
       const base = bwd.tensors.map((t, k) => (t && isFloat(t.dtype) && c.ins[k]?.role !== 'floats' ? Float64Array.from(t.data) : undefined));
       const dy = Array.from(env.get('dy')!.data);
       const h = STEP[c.op] ?? 1e-6;
-      const bad: string[] = [];
-      base.forEach((v, k) => {
-        if (!v) return;
-        const fd = new Float64Array(v.length);
-        for (let j = 0; j < v.length; j++) {
-          const at = (delta: number) => {
-            const ins = base.map((b) => b && Float64Array.from(b));
-            ins[k]![j] += delta;
-            return objective(c, bwd.node, ins, shapes, bwd.tensors, dy);
-          };
-          fd[j] = (at(h) - at(-h)) / (2 * h);
-        }
-        const d = bwd.dx[k];
-        const got = d ? env.get(d)!.data : new Float32Array(v.length);
-        const maxAbs = fd.reduce((m, e) => Math.max(m, Math.abs(e)), 0);
-        for (let j = 0; j < v.length; j++)
-          if (!(Math.abs(got[j] - fd[j]) <= 1e-4 * Math.abs(fd[j]) + 1e-4 * maxAbs + 1e-6)) {
-            bad.push(`input ${k}${d ? '' : ' (no gradient from the rule)'} [${j}]: rule ${got[j]}, finite difference ${fd[j]}`);
-            break;
-          }
-      });
+      const bad = fdVsRule(base, bwd.dx, env, h, (ins) => objective(c, bwd.node, ins, shapes, bwd.tensors, dy));
       expect(bad).toEqual([]);
     });
 });
@@ -475,6 +380,6 @@ describe('a decoder-like model through the compiler', () => {
       for (const n of g.nodes.filter((nn) => nn.op === 'InstanceNormalization')) expect(n.prec?.compute).toBe('f32');
       // An absolute floor for f32 sums that cancel analytically: the ConvTranspose bias before
       // InstanceNormalization has gradient 0, which both sides compute as f32 rounding noise.
-      expect(await gpuVsInterp(g, { input, labels }, { f16: true }, 0, 1e-7)).toEqual([]);
+      expect(await gpuVsInterp(compare, g, { input, labels }, { f16: true }, 0, 1e-7)).toEqual([]);
     });
 });

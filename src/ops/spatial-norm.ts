@@ -154,6 +154,17 @@ function gnRow(op: 'InstanceNormalization' | 'GroupNormalization', opsets: [numb
 
 const gnGradDims = (n: Node, x: readonly number[], p: ValueType) => gnDims(n, x, attrInt(n, 'groups'), p.shape[0]);
 
+/** The gradient of a one-input op: the node `op` on (dY, X) with the forward's attributes. */
+const gradByNode =
+  (op: string) =>
+  (ctx: GradCtx): (string | undefined)[] => {
+    const dy = ctx.dy[0];
+    return [dy ? ctx.emit(op, [dy, ctx.node.inputs[0]], { ...ctx.node.attrs })[0] : undefined];
+  };
+
+/** Type of a dX node on (dY, X): dY's dtype, X's shape. */
+const inferDxLikeX: OpRow['infer'] = (_n, [dy, x]) => [{ dtype: dy.dtype, shape: [...x.shape] }];
+
 const gnOps: OpRow[] = [
   gnRow('InstanceNormalization', [6, 22]),
   gnRow('GroupNormalization', [18, 22]),
@@ -333,10 +344,7 @@ const lrnOps: OpRow[] = [
       return [{ dtype: x.dtype, shape: [...x.shape] }];
     },
     interp: (n, [x], ctx) => [{ ...ctx.outTypes[0], data: Float32Array.from(lrnRef(n, x.shape, x.data)) }],
-    grad: (ctx) => {
-      const dy = ctx.dy[0];
-      return [dy ? ctx.emit('mpc.LRNGrad', [dy, ctx.node.inputs[0]], { ...ctx.node.attrs })[0] : undefined];
-    },
+    grad: gradByNode('mpc.LRNGrad'),
     wgsl: (n, ctx) => {
       const xt = ctx.type(n.inputs[0]);
       const p = lrnP(n);
@@ -355,7 +363,7 @@ const lrnOps: OpRow[] = [
     precision: 'deny',
     arity: [2, 2],
     outputs: 1,
-    infer: (n, [dy, x]) => [{ dtype: dy.dtype, shape: [...x.shape] }],
+    infer: inferDxLikeX,
     interp: (n, [dy, x], ctx) => {
       const p = lrnP(n);
       const [N, C] = x.shape;
@@ -446,7 +454,7 @@ return m;`;
     precision: 'follow',
     arity: [2, 2],
     outputs: 1,
-    infer: (n, [dy, x]) => [{ dtype: dy.dtype, shape: [...x.shape] }],
+    infer: inferDxLikeX,
     interp: (_n, [dy, x], ctx) => {
       const S = sizeOf(x.shape.slice(2));
       const dx = new Float32Array(x.data.length);
@@ -565,10 +573,7 @@ const mvnOps: OpRow[] = [
       return [{ dtype: x.dtype, shape: [...x.shape] }];
     },
     interp: (n, [x], ctx) => [{ ...ctx.outTypes[0], data: Float32Array.from(mvnRef(n, x.shape, x.data)) }],
-    grad: (ctx) => {
-      const dy = ctx.dy[0];
-      return [dy ? ctx.emit('mpc.MeanVarianceNormalizationGrad', [dy, ctx.node.inputs[0]], { ...ctx.node.attrs })[0] : undefined];
-    },
+    grad: gradByNode('mpc.MeanVarianceNormalizationGrad'),
     wgsl: (n, ctx) => {
       const xt = ctx.type(n.inputs[0]);
       const d = mvnDims(n, xt.shape);
@@ -586,7 +591,7 @@ const mvnOps: OpRow[] = [
     precision: 'deny',
     arity: [2, 2],
     outputs: 1,
-    infer: (n, [dy, x]) => [{ dtype: dy.dtype, shape: [...x.shape] }],
+    infer: inferDxLikeX,
     interp: (n, [dy, x], ctx) => {
       const d = mvnDims(n, x.shape);
       const out = new Float64Array(x.data.length);

@@ -488,6 +488,14 @@ function resizeGrad(ctx: Parameters<NonNullable<OpRow['grad']>>[0]) {
   return [dx, ...none.slice(1)];
 }
 
+/** Resize's and Upsample's output type: X's dtype, the configured output shape. */
+const resizeInfer: OpRow['infer'] = (n, ins, consts) => {
+  floatX(n, ins[0]);
+  const c = cfgOf(n, ins[0].shape.length);
+  return [{ dtype: ins[0].dtype, shape: outShapeOf(n, c, ins[0].shape, ins, consts) }];
+};
+const resizeRowInterp: OpRow['interp'] = (n, ins, ctx) => [{ ...ctx.outTypes[0], data: resizeInterp(n, ins, ctx.outTypes[0].shape) }];
+
 export const resizeOps: OpRow[] = [
   {
     // inputs: X, roi, scales, sizes (opset 11+) or X, scales (opset 10); constants except X.
@@ -498,12 +506,8 @@ export const resizeOps: OpRow[] = [
     dataInputs: [0],
     arity: [2, 4],
     outputs: 1,
-    infer: (n, ins, consts) => {
-      floatX(n, ins[0]);
-      const c = cfgOf(n, ins[0].shape.length);
-      return [{ dtype: ins[0].dtype, shape: outShapeOf(n, c, ins[0].shape, ins, consts) }];
-    },
-    interp: (n, ins, ctx) => [{ ...ctx.outTypes[0], data: resizeInterp(n, ins, ctx.outTypes[0].shape) }],
+    infer: resizeInfer,
+    interp: resizeRowInterp,
     grad: resizeGrad,
     wgsl: resizeForward,
   },
@@ -516,12 +520,8 @@ export const resizeOps: OpRow[] = [
     dataInputs: [0],
     arity: [1, 2],
     outputs: 1,
-    infer: (n, ins, consts) => {
-      floatX(n, ins[0]);
-      const c = cfgOf(n, ins[0].shape.length);
-      return [{ dtype: ins[0].dtype, shape: outShapeOf(n, c, ins[0].shape, ins, consts) }];
-    },
-    interp: (n, ins, ctx) => [{ ...ctx.outTypes[0], data: resizeInterp(n, ins, ctx.outTypes[0].shape) }],
+    infer: resizeInfer,
+    interp: resizeRowInterp,
     grad: resizeGrad,
     wgsl: resizeForward,
   },
