@@ -3,7 +3,7 @@
 // left behind or lost: no output or temporary folder appears, earlier outputs and other
 // files stay byte for byte as they were. Runs the built CLI (bin/mpc.js) as a child process;
 // beforeAll builds it. The bad models come from test/fixtures/bad/make_bad.py.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -19,54 +19,16 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROGRAM_FORMAT, PROGRAM_VERSION } from '../src/compile/compile.js';
 import { saveNpy } from '../src/data/npy.js';
 import { hasOp } from '../src/ops/table.js';
+import { expectOk, expectUsageError, mpc, node, ROOT } from './helpers/cli.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(ROOT, 'bin', 'mpc.js');
 const BAD = join(ROOT, 'test', 'fixtures', 'bad');
 const MLP = join(ROOT, 'models', 'mlp.onnx');
 const IS_ROOT = process.getuid?.() === 0;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs node with `args` (asynchronously, so that tests can run side by side). */
-function node(args: string[]): Promise<Run> {
-  const env = { ...process.env };
-  delete env.MPC_DEBUG; // a stack trace only with MPC_DEBUG=1
-  return new Promise((done, fail) => {
-    execFile(process.execPath, args, { cwd: ROOT, env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') fail(err);
-      else done({ code: err ? (err.code as number) : 0, stdout, stderr });
-    });
-  });
-}
-
-const mpc = (...args: string[]): Promise<Run> => node([BIN, ...args]);
-
-/** Exit code 2, one `mpc: ` line on stderr matching `message`, nothing on stdout. */
-function expectUsageError(r: Run, message?: RegExp): string {
-  const show = `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-  expect(r.stderr, show).toMatch(/^mpc: [^\n]+\n$/);
-  expect(r.stderr, show).not.toMatch(/internal error|^\s+at |\bat .+:\d+:\d+|node:internal|(Type|Range|Reference)Error/m);
-  expect(r.stderr, show).not.toMatch(/Usage:/);
-  expect(r.stdout, show).toBe('');
-  expect(r.code, show).toBe(2);
-  if (message) expect(r.stderr).toMatch(message);
-  return r.stderr;
-}
-
-function expectOk(r: Run): void {
-  expect(r.code, `stderr: ${r.stderr}`).toBe(0);
-}
 
 /** Every file under `dir` (recursively) with a hash of its contents; symlinks by target. */
 function snapshot(dir: string): Record<string, string> {
