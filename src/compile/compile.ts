@@ -36,8 +36,8 @@ export interface Compiled {
   program: ProgramFile;
   manifest: Manifest;
   init: Map<string, Tensor>;
-  /** The ONNX model's bytes, copied into the output folder. */
-  source?: Uint8Array;
+  /** The model file, copied into the output folder as `model.onnx` (for mpc export). */
+  source?: string;
   /** What --weights replaced (and which initializers kept the model's values). */
   weights?: AppliedWeights;
 }
@@ -88,7 +88,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   const init = new Map<string, Tensor>();
   for (const g of [train, evalG]) for (const v of g.values.values()) if (v.init && !init.has(v.name)) init.set(v.name, v.init);
   program.zeros = [...init].filter(([, t]) => isAllZero(t)).map(([name]) => name);
-  return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init, source: readFileSync(modelPath), weights };
+  return { train, eval: evalG, code, program, manifest: buildManifest(train, evalG, code, ctx), init, source: resolve(modelPath), weights };
 }
 
 /**
@@ -224,7 +224,8 @@ export function writeCompiled(outDir: string, c: Compiled, opts: StandaloneOptio
     writeFileSync(join(tmp, c.program.files.init), encodeTensors(new Map([...c.init].filter(([name]) => !zeros.has(name))), { format: 'mpc-init' }));
     // train.mjs with its own copy of the runtime, index.html (and data.safetensors with --web-data).
     writeStandalone(tmp, c.program, opts);
-    if (c.source && c.program.files.model) writeFileSync(join(tmp, c.program.files.model), c.source);
+    // A file-system copy: the model's bytes (often the largest file) never pass through JS.
+    if (c.source && c.program.files.model) copyFileSync(c.source, join(tmp, c.program.files.model));
     for (const f of carried) copyFileSync(join(out, f), join(tmp, f));
     if (st) {
       rmSync(old, { recursive: true, force: true });
