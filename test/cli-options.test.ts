@@ -114,6 +114,15 @@ describe('compile', () => {
   });
 });
 
+describe('export', () => {
+  it('an output path below a regular file is one line, exit 2, before any work', async () => {
+    const out = join(tmp(), 'out');
+    expectOk(await mpc('compile', MLP, '-o', out, '--batch', '8', '--quiet'));
+    expectUsageError(await mpc('export', out, '-o', join(out, 'program.json', 'x.onnx')), /-o .*program\.json\/x\.onnx: .*ENOTDIR/);
+    expectUsageError(await mpc('export', join(out, 'nope'), '-o', join(out, 'x.onnx')), /not an mpc output folder/);
+  });
+});
+
 describe('inspect', () => {
   it('text output starts with a summary (classes, ops per dtype, casts, bytes)', async () => {
     const r = await mpc('inspect', MLP, '--policy', 'fp16', '--batch', '4');

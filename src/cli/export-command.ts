@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { exportModel } from '../onnx/export.js';
 import { InputError } from '../onnx/import.js';
+import { checkOutputPath } from '../runtime/output-path.js';
 
 export interface ExportCliOpts {
   out: string;
@@ -29,13 +30,19 @@ export function addExportOptions(cmd: Command): Command {
 
 export function exportAction(dir: string, o: ExportCliOpts): void {
   if (!o.asPolicy && o.bf16Compute !== 'bf16') throw new InputError('--bf16-compute applies to --as-policy exports only');
+  // The output path fails now (ENOTDIR, EROFS...), before any work.
+  checkOutputPath(o.out, '-o', 'file');
   const r = exportModel({ dir, weights: o.weights, asPolicy: o.asPolicy, bf16ComputeF32: o.bf16Compute === 'f32' });
   const tmp = join(dirname(o.out), `.${basename(o.out)}.tmp-${process.pid}`);
   try {
     writeFileSync(tmp, r.bytes);
     renameSync(tmp, o.out);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // nothing was made there
+    }
     throw new InputError(`${o.out}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   if (o.quiet) return;
