@@ -43,7 +43,9 @@ async function dawn(): Promise<GPU> {
   }
   // GPUBufferUsage, GPUMapMode, GPUShaderStage... are globals in a browser.
   Object.assign(globalThis, mod.globals);
-  dawnInstance = mod.create([]);
+  // Dawn rounds timestamps down to 2^16 ns by default (a browser's timing-attack mitigation);
+  // a profiler in Node wants the device's own nanoseconds, or a short kernel reads 0.
+  dawnInstance = mod.create(['disable-dawn-features=timestamp_quantization']);
   return dawnInstance;
 }
 

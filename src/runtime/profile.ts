@@ -9,7 +9,8 @@
 // difference to the sum of the kernels shows what dispatching and submitting cost.
 //
 // Statistic: the median over the repetitions, except where the timestamps are quantized
-// (Dawn rounds them down to 2^16 ns unless its `timestamp_quantization` toggle is off): a
+// (Dawn rounds them down to 2^16 ns unless its `timestamp_quantization` toggle is off, as
+// src/runtime/device.ts turns it off in Node; browsers keep it): a
 // kernel shorter than the quantum then reads 0 or one quantum, and the median of such
 // readings is biased while their mean is not (the phase of the clock is uniform). So there
 // each time is the mean of the readings within two quanta of their median: unbiased under
