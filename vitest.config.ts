@@ -21,6 +21,7 @@ export default defineConfig({
     // GPU tests on lavapipe (a CPU) are slow.
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    env: { XDG_RUNTIME_DIR: xdgRuntimeDir() },
+    // Every pass's output is type-checked in tests (the CLI checks after the last pass only).
+    env: { XDG_RUNTIME_DIR: xdgRuntimeDir(), MPC_VERIFY_EACH: '1' },
   },
 });

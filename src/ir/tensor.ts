@@ -18,22 +18,66 @@ export function sizeOf(shape: readonly number[]): number {
   return n;
 }
 
-/** Payloads made by `zeros` (payloads are never written after creation, see ir/graph.ts). */
+/** Tensors made by `zeros` (payloads are never written after creation, see ir/graph.ts). */
+const zeroTensors = new WeakSet<object>();
 const zeroPayloads = new WeakSet<object>();
 
+/**
+ * A tensor of zeros. Its payload is allocated on first read: optimizer moments are zeros the
+ * size of every parameter, and the compiler mostly never reads them (program.json lists them
+ * as zeros and the runtime creates zero buffers), so a 10 M-parameter model with Adam is
+ * spared 80 MB of allocation.
+ */
 export function zeros(dtype: DType, shape: number[]): Tensor {
   const n = sizeOf(shape);
-  const data = isFloat(dtype) ? new Float32Array(n) : new Int32Array(n);
-  zeroPayloads.add(data);
-  return { dtype, shape: [...shape], data };
+  let data: TensorData | undefined;
+  const t = { dtype, shape: [...shape] } as Tensor;
+  Object.defineProperty(t, 'data', {
+    enumerable: true,
+    configurable: true,
+    get(): TensorData {
+      if (!data) {
+        data = isFloat(dtype) ? new Float32Array(n) : new Int32Array(n);
+        zeroPayloads.add(data);
+      }
+      return data;
+    },
+    set(v: TensorData) {
+      data = v;
+      zeroTensors.delete(t);
+    },
+  });
+  zeroTensors.add(t);
+  return t;
 }
 
 /** Whether every element of `t` is +0 (known for `zeros` tensors without reading them). */
 export function isAllZero(t: Tensor): boolean {
-  if (zeroPayloads.has(t.data)) return true;
+  if (zeroTensors.has(t) || zeroPayloads.has(t.data)) return true;
   const words = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 4);
   for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
   return true;
+}
+
+const finiteness = new WeakMap<object, boolean>();
+
+/**
+ * Whether every element is finite (no NaN or infinity). Payloads are never written after
+ * creation, so the answer is remembered per payload (the train and eval pipelines ask about
+ * the same parameters).
+ */
+export function allFinite(t: Tensor): boolean {
+  if (!isFloat(t.dtype) || zeroTensors.has(t)) return true;
+  const data = t.data;
+  let known = finiteness.get(data);
+  if (known === undefined) {
+    // x * 0 is 0 for every finite x and NaN for NaN and ±inf; NaN sticks in the sum.
+    let acc = 0;
+    for (let i = 0; i < data.length; i++) acc += data[i] * 0;
+    known = acc === 0;
+    finiteness.set(data, known);
+  }
+  return known;
 }
 
 export function fromArray(dtype: DType, shape: number[], values: ArrayLike<number>): Tensor {

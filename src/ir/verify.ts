@@ -7,7 +7,11 @@ import type { Tensor } from './tensor.js';
 import type { ValueType } from '../ops/types.js';
 import { constOf } from './build.js';
 
-export function verifyGraph(g: Graph): string[] {
+/**
+ * `types: false` checks only the structure (SSA, definitions, ops, arity): the pipeline does
+ * that after every pass and the type check after the last (see passes/pipeline.ts).
+ */
+export function verifyGraph(g: Graph, opts: { types?: boolean } = {}): string[] {
   const errors: string[] = [];
   const defined = new Set<string>();
   for (const [name, v] of g.values) if (v.role !== 'activation') defined.add(name);
@@ -33,7 +37,7 @@ export function verifyGraph(g: Graph): string[] {
     if (g.values.get(u.state)?.role !== 'state' && g.values.get(u.state)?.role !== 'param') errors.push(`update of '${u.state}', which is not state`);
     if (!defined.has(u.next)) errors.push(`update of '${u.state}' from undefined '${u.next}'`);
   }
-  if (errors.length || !g.meta.typed) return errors;
+  if (errors.length || !g.meta.typed || opts.types === false) return errors;
   // Once infer-types has run, types must be what the op table infers from the inputs. A node
   // whose op, attributes and input/output types (and constant inputs) were checked before —
   // after an earlier pass, most nodes are unchanged — is not inferred again.
@@ -93,7 +97,7 @@ function attrKey(n: Node): string {
   return JSON.stringify(n.attrs, (_k, v) => (v && typeof v === 'object' && 'data' in v && 'dtype' in v ? `tensor#${tensorId(v as Tensor)}` : v));
 }
 
-export function assertValid(g: Graph, after: string): void {
-  const errors = verifyGraph(g);
+export function assertValid(g: Graph, after: string, opts: { types?: boolean } = {}): void {
+  const errors = verifyGraph(g, opts);
   if (errors.length) throw new Error(`invalid IR after ${after}:\n  ${errors.slice(0, 20).join('\n  ')}`);
 }

@@ -55,13 +55,23 @@ export interface PipelineOpts {
   onPass?: (pass: Pass, g: Graph) => void;
 }
 
+/**
+ * Every pass's output is checked for structure (SSA, definitions before use, known ops,
+ * arity) and its own post-condition. The type check (every value's type equal to what the op
+ * table infers from its inputs) re-infers every node and costs about as much as the rest of
+ * the checks together on a large model, so it runs after the last pass, or after every pass
+ * with MPC_VERIFY_EACH=1 (the test suite sets it); `--after NAME` makes NAME the last.
+ */
+const VERIFY_EACH = typeof process !== 'undefined' && process.env?.['MPC_VERIFY_EACH'] === '1';
+
 export function runPipeline(g: Graph, ctx: PassCtx, passes: readonly Pass[], opts: PipelineOpts = {}): Graph {
   if (opts.after && !passes.some((p) => p.name === opts.after))
     throw new Error(`unknown pass '${opts.after}' (passes: ${passes.map((p) => p.name).join(', ')})`);
   let cur = g;
+  const last = opts.after ?? passes[passes.length - 1].name;
   for (const p of passes) {
     cur = p.run(cloneGraph(cur), ctx);
-    assertValid(cur, p.name);
+    assertValid(cur, p.name, { types: VERIFY_EACH || p.name === last });
     const errs = p.check?.(cur, ctx) ?? [];
     if (errs.length) throw new PostConditionError(`post-condition of ${p.name} violated:\n  ${errs.join('\n  ')}`);
     opts.onPass?.(p, cur);

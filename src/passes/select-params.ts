@@ -15,6 +15,7 @@
 // The decisions are recorded in g.meta.params and printed by `mpc compile`.
 import { isFloat } from '../ir/dtypes.js';
 import type { Graph } from '../ir/graph.js';
+import { allFinite } from '../ir/tensor.js';
 import { InputError } from '../onnx/import.js';
 import type { Pass, PassCtx } from './pass.js';
 
@@ -34,11 +35,6 @@ export interface ParamSelection {
 export function globRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
-}
-
-function allFinite(data: ArrayLike<number>): boolean {
-  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return false;
-  return true;
 }
 
 function select(g: Graph, ctx: PassCtx, training: boolean): Graph {
@@ -88,7 +84,7 @@ function select(g: Graph, ctx: PassCtx, training: boolean): Graph {
     });
   for (const v of params) {
     let reason: string | undefined;
-    if (!allFinite(v.init!.data)) reason = 'has NaN or infinite values (a mask or a buffer)';
+    if (!allFinite(v.init!)) reason = 'has NaN or infinite values (a mask or a buffer)';
     else if (train.length && !train.some((r) => r.test(v.name))) reason = 'not matched by --train';
     else if (freeze.some((r) => r.test(v.name))) reason = '--freeze';
     if (!reason) continue;
@@ -102,7 +98,7 @@ function select(g: Graph, ctx: PassCtx, training: boolean): Graph {
 function check(g: Graph): string[] {
   const errs: string[] = [];
   for (const v of g.values.values())
-    if (v.role === 'param' && v.init && !allFinite(v.init.data)) errs.push(`parameter '${v.name}' is not finite`);
+    if (v.role === 'param' && v.init && !allFinite(v.init)) errs.push(`parameter '${v.name}' is not finite`);
   for (const n of g.nodes)
     if (n.op === 'BatchNormalization' && n.attrs.training_mode === 1)
       for (const s of [n.inputs[3], n.inputs[4]]) if (g.values.get(s)?.role === 'param') errs.push(`running statistic '${s}' of '${n.name}' is a parameter`);
