@@ -93,24 +93,47 @@ export function planMemory(
   // allocation only ever receives buffers no larger than its first one, so it never grows.
   const transient = buffers.map((_, i) => i).filter((i) => !pinned[i] && !unused[i]);
   transient.sort((a, b) => buffers[b].bytes - buffers[a].bytes || a - b);
-  const occupants: number[][] = [];
+  // Per shared slot and schedule, the lifetimes of its occupants: disjoint, so sorted by
+  // start they are sorted by end too, and one binary search finds the one that could overlap.
+  const slots: Map<string, Lifetime[]>[] = [];
   const shared: number[] = []; // allocation index of each shared slot
+  const fits = (slot: Map<string, Lifetime[]>, mine: Lifetime[]) =>
+    mine.every((l) => {
+      const list = slot.get(l.schedule);
+      if (!list) return true;
+      let lo = 0;
+      let hi = list.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (list[mid].last < l.first) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo === list.length || list[lo].first > l.last;
+    });
   for (const i of transient) {
     const mine = lives.get(i)!;
     let best = -1;
-    for (let s = 0; s < occupants.length; s++) {
+    for (let s = 0; s < slots.length; s++) {
       if (allocations[shared[s]] < buffers[i].bytes) continue;
       if (best >= 0 && allocations[shared[s]] >= allocations[shared[best]]) continue;
-      if (occupants[s].some((o) => overlap(lives.get(o)!, mine))) continue;
+      if (!fits(slots[s], mine)) continue;
       best = s;
     }
     if (best < 0) {
-      best = occupants.length;
-      occupants.push([]);
+      best = slots.length;
+      slots.push(new Map());
       shared.push(allocations.length);
       allocations.push(buffers[i].bytes);
     }
-    occupants[best].push(i);
+    for (const l of mine) {
+      const list = slots[best].get(l.schedule);
+      if (!list) slots[best].set(l.schedule, [l]);
+      else {
+        let at = list.length;
+        while (at > 0 && list[at - 1].first > l.first) at--;
+        list.splice(at, 0, l);
+      }
+    }
     allocOf[i] = shared[best];
   }
   const plan = { allocations, allocOf, pinned, lifetimes: lives };
