@@ -115,8 +115,10 @@ describe('memory plan', () => {
     }
     // The GPT's saved activations shrink (the MLP's do not: fp32 saves nothing for its input,
     // which is already on the device, while fp16 keeps the f16 copy its first GEMM reads).
+    // What stays f32 is the residual stream (LayerNorm's inputs: AMP keeps it f32), 40% of
+    // the fp32 block's saved bytes; the rest halves.
     const saved = (policy: string) => compileModel('models/gpt-block.onnx', { policy, batch: 8 }).code.memory.train!.saved;
-    expect(saved('fp16')).toBeLessThan(0.75 * saved('fp32'));
+    expect(saved('fp16')).toBeLessThanOrEqual(0.75 * saved('fp32'));
   });
 });
 
@@ -174,8 +176,13 @@ describe('rematerialize', () => {
     // Transposed weights are recomputed; the attention heads' transposes of GEMM outputs stay.
     const weightT = [...saved].filter((v) => prod.get(v)?.op === 'Transpose' && c.train.values.get(prod.get(v)!.inputs[0])?.role === 'param');
     expect(weightT).toEqual([]);
-    // What must stay: the GEMM inputs (LayerNorm outputs, the GELU input) and Softmax's output.
-    expect(savedOps).toContain('Softmax');
-    expect(savedOps).toContain('LayerNormalization');
+    // LayerNorm's output is recomputed from its input (which its backward pass keeps), and
+    // attention's scores, probabilities and weighted sum from the heads' queries, keys and values.
+    for (const op of ['LayerNormalization', 'Softmax', 'MatMul']) expect(savedOps, op).not.toContain(op);
+    // What must stay: the GELU input (the fc GEMM's output), LayerNorm's inputs (the residual
+    // stream) and the heads' transposes.
+    expect(savedOps).toContain('Gemm');
+    expect(savedOps).toContain('Add');
+    expect(savedOps).toContain('Transpose');
   });
 });

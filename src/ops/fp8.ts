@@ -135,6 +135,10 @@ if (t == 0u) {
     precision: 'none',
     arity: [2, 2],
     outputs: 2,
+    // Recomputed for the backward pass from the same input and statistics (the same bits)
+    // rather than kept: a weight's fp8 copy is otherwise held from its forward GEMM to its
+    // backward one.
+    recompute: () => true,
     infer: (n, [x]) => [
       { dtype: format(n), shape: [...x.shape] },
       { dtype: 'f32', shape: [1] },

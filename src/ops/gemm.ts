@@ -180,6 +180,15 @@ function sumScale(n: Node, ins: (Tensor | undefined)[]): number {
   return isFp8(n) ? Math.fround(Math.fround(alpha * ins[3]!.data[0]) * ins[4]!.data[0]) : alpha;
 }
 
+/**
+ * Longest reduction for which a batched product of two activations (both operands with batch
+ * dimensions: attention's scores, K = head width, and weighted sum, K = context) is recomputed
+ * in the backward pass rather than kept: 2·K FLOPs per output element against its bytes held
+ * through the backward pass. A layer's products with its weights (Gemm, or a MatMul with a
+ * 2-D operand) are never recomputed.
+ */
+const RECOMPUTE_MAX_K = 64;
+
 export const gemmOps: OpRow[] = [
   {
     op: 'Gemm',
@@ -216,6 +225,7 @@ export const gemmOps: OpRow[] = [
     outputs: 1,
     fp8: FP8_SPEC,
     epilogue: true,
+    recompute: (n, ins) => ins[0].shape.length > 2 && ins[1].shape.length > 2 && matmulShape(n, ins[0].shape, ins[1].shape).K <= RECOMPUTE_MAX_K,
     infer: (n, ins) => [{ dtype: gemmOutDtype(n, ins), shape: matmulShape(n, ins[0].shape, ins[1].shape).out }],
     interp: (n, ins, ctx) => {
       const [a, b] = ins;

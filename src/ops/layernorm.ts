@@ -109,6 +109,8 @@ export const layerNormOps: OpRow[] = [
     dataInputs: [0],
     arity: [2, 3],
     outputs: 3,
+    // Its backward pass keeps the input anyway: the output is recomputed from it, not kept.
+    recompute: () => true,
     infer: (n, [x, scale, bias]) => {
       floatOf(n, x, 'X');
       const d = lnDims(n, x.shape);

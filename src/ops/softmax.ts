@@ -60,6 +60,9 @@ function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
     precision: 'deny',
     arity: [1, 1],
     outputs: 1,
+    // One pass over each row: recomputed in the backward pass rather than kept (attention's
+    // probabilities are the largest activation of a transformer at moderate context).
+    recompute: () => true,
     infer: (n, [x]) => {
       sameShapeFloat(n, [x]);
       rowsOf(n, x.shape);

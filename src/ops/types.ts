@@ -75,6 +75,14 @@ export interface OpRow {
    */
   kind?: 'elementwise' | 'movement';
   /**
+   * Rows without a `kind` whose recomputation in the backward pass is cheap next to the bytes
+   * their output would hold from the forward pass to the backward pass (a row-wise
+   * normalization, a product with a short reduction): given the node and its input types,
+   * whether the rematerialize pass may recompute it. Such a recomputed value is shared by all
+   * its backward readers (an elementwise one is recomputed per reader, fused into it).
+   */
+  recompute?: (n: Node, ins: ValueType[]) => boolean;
+  /**
    * Elementwise rows: the WGSL expression of one output element, from its operands' values
    * (f32 expressions for floats, i32 for integers and bool, in input order) before rounding to
    * the output dtype. The row's own kernel and fused kernels (codegen/fuse.ts) both render it.

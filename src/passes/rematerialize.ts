@@ -2,11 +2,17 @@
 //
 // Whatever a gradient node reads from the forward pass stays in device memory from its
 // producer to that gradient node: these are the activations saved for the backward pass. A
-// value whose op is cheap (its row's kind is 'elementwise' or 'movement', or a view) and whose inputs are
-// kept anyway — parameters, constants, the step's inputs, or values the backward pass reads
-// itself — is recomputed right before its first gradient reader instead, so it dies with its
-// last forward use. Chains of such values are recomputed whole (GELU's Div/Erf/Add/Mul from its
-// input, a transposed weight from the weight, an f16 weight copy from the f32 master).
+// value whose op is cheap and whose inputs are kept anyway — parameters, constants, the
+// step's inputs, or values the backward pass reads itself — is recomputed in the backward pass
+// instead, so it dies with its last forward use. Chains of such values are recomputed whole
+// (GELU's Div/Erf/Add/Mul from its input, a transposed weight from the weight, an f16 weight
+// copy from the f32 master, attention's scores, probabilities and weighted sum from the
+// queries, keys and values that its own backward pass keeps).
+//
+// Cheap is what the op table says: rows of kind 'elementwise' or 'movement' and views are
+// recomputed per gradient reader, right before it (fusion then folds the recomputation into
+// the reader's kernel); rows with a `recompute` rule (LayerNormalization and Softmax, products
+// with a short reduction) once, right before their first gradient reader, shared by the rest.
 //
 // A widening cast (f16 → f32, exact) is always recomputed: the backward pass then keeps the
 // low-precision input, at half the bytes, instead of its f32 twin.
@@ -15,10 +21,11 @@
 import { info, isFloat, type DType } from '../ir/dtypes.js';
 import type { Graph, Node } from '../ir/graph.js';
 import { opRow } from '../ops/table.js';
+import type { ValueType } from '../ops/types.js';
 import type { Pass } from './pass.js';
 
 /** Longest chain of ops recomputed for one saved value. */
-const MAX_DEPTH = 8;
+const MAX_DEPTH = 12;
 
 /** A Cast whose every input value is exactly representable in its output type. */
 function isExactWidening(g: Graph, n: Node): boolean {
@@ -31,12 +38,25 @@ function isExactWidening(g: Graph, n: Node): boolean {
   return a.kind === 'float' && b.kind === 'float' && b.expBits >= a.expBits && b.mantBits >= a.mantBits;
 }
 
-/** Elementwise and movement rows, and views (free: a recomputed view aliases its recomputed input). */
-function cheap(n: Node): boolean {
+/** Recomputed per reader: elementwise and movement rows, and views (free: a recomputed view aliases its recomputed input). */
+function perReader(n: Node): boolean {
   const row = opRow(n.op);
-  if (n.outputs.length !== 1) return false;
-  if (row.alias) return row.alias.view === true;
+  if (row.alias) return row.alias.view === true && n.outputs.length === 1;
   return row.kind !== undefined;
+}
+
+/** Worth recomputing: per-reader rows, and rows whose `recompute` rule accepts the node. */
+function cheap(g: Graph, n: Node): boolean {
+  if (perReader(n)) return true;
+  const rule = opRow(n.op).recompute;
+  if (!rule || opRow(n.op).alias) return false;
+  return rule(
+    n,
+    n.inputs.map((i) => {
+      const v = i ? g.values.get(i) : undefined;
+      return (v ? { dtype: v.dtype, shape: v.shape as number[] } : undefined) as ValueType;
+    }),
+  );
 }
 
 /** The first node of the backward pass, and the forward producers of values. */
@@ -70,7 +90,7 @@ export const rematerialize: Pass = {
     const can = (v: string, depth: number): boolean => {
       if (kept(v) || bwdReads.has(v)) return true;
       const n = fwd.get(v)!;
-      if (!cheap(n) || depth > MAX_DEPTH) return false;
+      if (!cheap(g, n) || depth > MAX_DEPTH) return false;
       let ok = memo.get(v);
       if (ok === undefined) {
         ok = n.inputs.every((i) => !i || can(i, depth + 1));
@@ -82,7 +102,7 @@ export const rematerialize: Pass = {
       const n = fwd.get(v)!;
       return isExactWidening(g, n) || n.inputs.every((i) => !i || can(i, 1));
     };
-    const recomputed = new Set([...bwdReads].filter((v) => !kept(v) && cheap(fwd.get(v)!) && recomputable(v)));
+    const recomputed = new Set([...bwdReads].filter((v) => !kept(v) && cheap(g, fwd.get(v)!) && recomputable(v)));
     if (!recomputed.size) return g;
 
     const nodeNames = new Set(g.nodes.map((n) => n.name));
@@ -91,30 +111,39 @@ export const rematerialize: Pass = {
       for (let i = 1; taken(s); i++) s = `${base}_${i}`;
       return s;
     };
-    // Each gradient node gets its own recomputed copy of what it reads (shared only within
-    // that copy): then every recomputed value has a single reader, and fusion folds the whole
-    // recomputation into the reader's kernel instead of holding it in memory.
-    const copies = new Map<string, string>(); // `${forward value}|${reader}` -> its recomputed copy
+    // Each gradient node gets its own recomputed copy of the per-reader values it reads
+    // (shared only within that copy): then every such value has a single reader, and fusion
+    // folds the whole recomputation into the reader's kernel instead of holding it in memory.
+    // Values of `recompute` rows are recomputed once, before their first gradient reader.
+    const copies = new Map<string, string>(); // `${forward value}|${reader}` (or the value alone, shared) -> its recomputed copy
     const before = new Map<Node, Node[]>(); // gradient node -> nodes recomputed right before it
     // The value to read in the backward pass instead of `v` (recomputing it if it is cheap and
     // its inputs allow; else `v` itself, which is then kept).
     const materialize = (v: string, at: Node): string => {
-      const done = copies.get(`${v}|${at.name}`);
+      const n = fwd.get(v);
+      const key = n && !perReader(n) ? v : `${v}|${at.name}`;
+      const done = copies.get(key);
       if (done) return done;
       if (kept(v) || (bwdReads.has(v) && !recomputed.has(v))) return v;
-      const n = fwd.get(v)!;
-      if (!recomputed.has(v) && !(cheap(n) && can(v, 1))) return v;
-      const inputs = n.inputs.map((i) => (i ? materialize(i, at) : i));
-      const out = fresh(`${v}.remat`, (s) => g.values.has(s));
-      g.values.set(out, { ...g.values.get(v)!, name: out });
-      const name = fresh(`${n.name}.remat`, (s) => nodeNames.has(s));
+      if (!recomputed.has(v) && !(cheap(g, n!) && can(v, 1))) return v;
+      const inputs = n!.inputs.map((i) => (i ? materialize(i, at) : i));
+      // Every output of the node is recomputed (LayerNormalization's statistics come along).
+      const outputs = n!.outputs.map((o) => {
+        if (!o) return o;
+        const out = fresh(`${o}.remat`, (s) => g.values.has(s));
+        g.values.set(out, { ...g.values.get(o)!, name: out });
+        return out;
+      });
+      const name = fresh(`${n!.name}.remat`, (s) => nodeNames.has(s));
       nodeNames.add(name);
-      const copy: Node = { ...n, name, inputs, outputs: [out], attrs: { ...n.attrs }, phase: 'backward', prec: n.prec && { ...n.prec, reason: `${n.prec.reason ?? n.prec.cls}; recomputed for the backward pass` } };
+      const copy: Node = { ...n!, name, inputs, outputs, attrs: { ...n!.attrs }, phase: 'backward', prec: n!.prec && { ...n!.prec, reason: `${n!.prec.reason ?? n!.prec.cls}; recomputed for the backward pass` } };
       const list = before.get(at);
       if (list) list.push(copy);
       else before.set(at, [copy]);
-      copies.set(`${v}|${at.name}`, out);
-      return out;
+      n!.outputs.forEach((o, k) => {
+        if (o) copies.set(perReader(n!) ? `${o}|${at.name}` : o, outputs[k]);
+      });
+      return copies.get(key)!;
     };
     for (const n of g.nodes.slice(first)) n.inputs = n.inputs.map((i) => (i && recomputed.has(i) ? materialize(i, n) : i));
     g.nodes = g.nodes.flatMap((n) => [...(before.get(n) ?? []), n]);
