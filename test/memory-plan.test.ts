@@ -1,6 +1,6 @@
 // The memory planner: on every bundled model and policy, no buffer's contents are ever
-// clobbered while they are still needed (checked by simulating the schedules over the
-// allocations, independently of the planner's own post-condition); persistent buffers never
+// clobbered while they are still needed (checked by simulating the schedules over the bytes of
+// the allocations, independently of the planner's own post-condition); persistent buffers never
 // share; a planned program trains bit-identically to an unplanned one; and low-precision
 // values wait for the backward pass in their own type (no f32 twin).
 import { describe, expect, it } from 'vitest';
@@ -16,40 +16,47 @@ const MODELS = ['mlp', 'cnn', 'gpt-block', 'gpt-block-op13'];
 const POLICIES = ['fp32', 'fp16', 'bf16', 'fp8'];
 
 /**
- * Runs each schedule symbolically: an allocation holds the contents of the buffer last written
- * into it. Reading a buffer whose allocation holds another buffer's contents is a clobber. A
- * buffer read in a schedule before that schedule wrote it carries data between runs (or from
- * the host), so its allocation must be its own.
+ * Runs each schedule symbolically over the bytes of the allocations: writing a buffer destroys
+ * the contents of every other buffer whose byte range overlaps its own in the same allocation.
+ * Reading a buffer whose contents were destroyed since it was written is a clobber. A buffer
+ * read in a schedule before that schedule wrote it carries data between runs (or from the
+ * host), so its bytes must be its own.
  */
 function clobbers(p: ProgramFile, hostReads: number[]): string[] {
   const errs: string[] = [];
-  const users = new Map<number, number[]>();
-  p.buffers.forEach((b, i) => users.set(b.alloc, [...(users.get(b.alloc) ?? []), i]));
-  const exclusive = (b: number) => users.get(p.buffers[b].alloc)!.length === 1;
+  const off = (b: number) => p.buffers[b].offset ?? 0;
+  const sharing = new Map<number, number[]>(); // buffer -> the other buffers overlapping its bytes
+  p.buffers.forEach((b, i) => {
+    const others = p.buffers
+      .map((_, j) => j)
+      .filter((j) => j !== i && p.buffers[j].alloc === b.alloc && b.alloc >= 0 && off(j) < off(i) + b.bytes && off(i) < off(j) + p.buffers[j].bytes);
+    sharing.set(i, others);
+  });
+  const exclusive = (b: number) => sharing.get(b)!.length === 0;
   for (const [name, s] of Object.entries(p.schedules)) {
-    const holds = new Map<number, number>(); // allocation -> buffer whose contents it has
+    const intact = new Set<number>(); // buffers whose bytes hold their own contents
     const written = new Set<number>();
     for (const k of s.kernels) {
       const kern = p.kernels[k];
       for (const { buffer, access } of kern.bindings) {
-        const a = p.buffers[buffer].alloc;
         if (!written.has(buffer)) {
           // First touch in this schedule: either the kernel produces it, or it comes from outside.
-          if (access === 'read' && !exclusive(buffer)) errs.push(`${name}: '${p.buffers[buffer].name}' is read before written but shares its allocation`);
-        } else if (holds.get(a) !== buffer) errs.push(`${name}: '${p.buffers[buffer].name}' was clobbered before '${kern.node}' read it`);
+          if (access === 'read' && !exclusive(buffer)) errs.push(`${name}: '${p.buffers[buffer].name}' is read before written but shares its bytes`);
+        } else if (!intact.has(buffer)) errs.push(`${name}: '${p.buffers[buffer].name}' was clobbered before '${kern.node}' read it`);
       }
       for (const { buffer, access } of kern.bindings)
         if (access === 'read_write') {
-          holds.set(p.buffers[buffer].alloc, buffer);
+          for (const o of sharing.get(buffer)!) intact.delete(o);
+          intact.add(buffer);
           written.add(buffer);
         }
     }
     for (const b of [...Object.values(s.outputs), ...hostReads])
-      if (written.has(b) && holds.get(p.buffers[b].alloc) !== b) errs.push(`${name}: '${p.buffers[b].name}' is clobbered before the host reads it`);
+      if (written.has(b) && !intact.has(b)) errs.push(`${name}: '${p.buffers[b].name}' is clobbered before the host reads it`);
   }
   p.buffers.forEach((b, i) => {
-    if (b.role !== 'activation' && !exclusive(i)) errs.push(`${b.role} buffer '${b.name}' shares its allocation`);
-    if (p.allocations[b.alloc] < b.bytes) errs.push(`'${b.name}' is larger than its allocation`);
+    if (b.role !== 'activation' && !exclusive(i)) errs.push(`${b.role} buffer '${b.name}' shares its bytes`);
+    if (b.alloc >= 0 && p.allocations[b.alloc] < off(i) + b.bytes) errs.push(`'${b.name}' does not lie inside its allocation`);
   });
   return errs;
 }
@@ -88,6 +95,7 @@ describe('memory plan', () => {
     expect(pair).toBeDefined();
     expect(clobbers(p, [p.state.loss])).toEqual([]);
     p.buffers[pair![1]].alloc = p.buffers[pair![0]].alloc;
+    p.buffers[pair![1]].offset = p.buffers[pair![0]].offset;
     expect(clobbers(p, [p.state.loss]).length).toBeGreaterThan(0);
   });
 

@@ -1,17 +1,22 @@
-// The memory planner: which device allocation holds each program buffer.
+// The memory planner: where on the device each program buffer lives.
 //
 // Program buffers are logical (one per value, views and in-place updates already folded in).
 // Buffers whose contents must outlive a schedule run — parameters, training state, constants,
-// inputs, graph outputs and whatever the host reads back — get an allocation of their own.
-// Every other buffer (an activation, a gradient, a cast copy) lives only from the first kernel
-// that touches it to the last one in its schedule, and buffers whose lifetimes do not overlap
-// share an allocation, which is as large as the largest of them. The schedules ('train',
-// 'eval') never run at the same time and leave nothing behind in transient buffers, so their
-// lifetimes never conflict with each other.
+// inputs, graph outputs and whatever the host reads back — get a device allocation of their
+// own. Every other buffer (an activation, a gradient, a cast copy) lives only from the first
+// kernel that touches it to the last one in its schedule, and is placed at a byte offset in a
+// shared arena allocation: buffers whose lifetimes overlap get disjoint byte ranges, the others
+// may reuse the same bytes. The schedules ('train', 'eval') never run at the same time and leave
+// nothing behind in transient buffers, so their lifetimes never conflict with each other.
 //
-// Post-condition (checkPlan, run after every plan): no two buffers that share an allocation are
-// live at the same kernel of any schedule, and every allocation is at least as large as each
-// buffer it holds.
+// Placement is greedy by size: largest buffer first, each at the offset of the smallest gap
+// between the ranges of the already placed buffers it is live with that holds it (or past
+// them all). Offsets are multiples of WebGPU's storage-binding offset alignment (256 bytes);
+// an arena stops growing at ARENA_LIMIT and the next one begins.
+//
+// Post-condition (checkPlan, run after every plan): no two buffers whose byte ranges overlap
+// in one allocation are live at the same kernel of any schedule, persistent buffers share
+// nothing, and every range lies inside its allocation.
 import type { ValueRole } from '../ir/graph.js';
 
 export interface PlanBuffer {
@@ -30,11 +35,18 @@ export interface Lifetime {
   last: number;
 }
 
+/** WebGPU's default minStorageBufferOffsetAlignment: every offset is a multiple of it. */
+export const OFFSET_ALIGNMENT = 256;
+/** Largest arena: WebGPU's default maxStorageBufferBindingSize (a larger buffer gets its own allocation). */
+export const ARENA_LIMIT = 128 * 2 ** 20;
+
 export interface MemoryPlan {
   /** Bytes of each device allocation. */
   allocations: number[];
   /** Allocation index of each program buffer; -1 for an activation no kernel touches (fused away). */
   allocOf: number[];
+  /** Byte offset of each program buffer in its allocation (0 for an allocation of its own). */
+  offsetOf: number[];
   /** Buffers that hold their contents across runs (never shared). */
   pinned: boolean[];
   /** Lifetimes of the transient buffers, by buffer index. */
@@ -83,60 +95,57 @@ export function planMemory(
   const unused = buffers.map((b, i) => b.role === 'activation' && !keep.has(i) && !lives.has(i));
   const pinned = buffers.map((b, i) => !unused[i] && (b.role !== 'activation' || keep.has(i) || !lives.has(i) || opts.share === false));
   const allocOf = new Array<number>(buffers.length).fill(-1);
+  const offsetOf = new Array<number>(buffers.length).fill(0);
   const allocations: number[] = [];
   for (let i = 0; i < buffers.length; i++)
     if (pinned[i]) {
       allocOf[i] = allocations.length;
       allocations.push(buffers[i].bytes);
     }
-  // Largest first, each into the smallest free allocation that holds it (best fit); an
-  // allocation only ever receives buffers no larger than its first one, so it never grows.
   const transient = buffers.map((_, i) => i).filter((i) => !pinned[i] && !unused[i]);
   transient.sort((a, b) => buffers[b].bytes - buffers[a].bytes || a - b);
-  // Per shared slot and schedule, the lifetimes of its occupants: disjoint, so sorted by
-  // start they are sorted by end too, and one binary search finds the one that could overlap.
-  const slots: Map<string, Lifetime[]>[] = [];
-  const shared: number[] = []; // allocation index of each shared slot
-  const fits = (slot: Map<string, Lifetime[]>, mine: Lifetime[]) =>
-    mine.every((l) => {
-      const list = slot.get(l.schedule);
-      if (!list) return true;
-      let lo = 0;
-      let hi = list.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (list[mid].last < l.first) lo = mid + 1;
-        else hi = mid;
-      }
-      return lo === list.length || list[lo].first > l.last;
-    });
+  const align = (n: number) => Math.ceil(n / OFFSET_ALIGNMENT) * OFFSET_ALIGNMENT;
+  // Each arena: its allocation index and the buffers placed in it.
+  const arenas: { alloc: number; placed: number[] }[] = [];
   for (const i of transient) {
+    const bytes = buffers[i].bytes;
     const mine = lives.get(i)!;
-    let best = -1;
-    for (let s = 0; s < slots.length; s++) {
-      if (allocations[shared[s]] < buffers[i].bytes) continue;
-      if (best >= 0 && allocations[shared[s]] >= allocations[shared[best]]) continue;
-      if (!fits(slots[s], mine)) continue;
-      best = s;
+    if (bytes > ARENA_LIMIT) {
+      allocOf[i] = allocations.length;
+      allocations.push(bytes);
+      continue;
     }
-    if (best < 0) {
-      best = slots.length;
-      slots.push(new Map());
-      shared.push(allocations.length);
-      allocations.push(buffers[i].bytes);
-    }
-    for (const l of mine) {
-      const list = slots[best].get(l.schedule);
-      if (!list) slots[best].set(l.schedule, [l]);
-      else {
-        let at = list.length;
-        while (at > 0 && list[at - 1].first > l.first) at--;
-        list.splice(at, 0, l);
+    let done = false;
+    for (const arena of arenas) {
+      // The byte ranges of the buffers live with this one, in offset order.
+      const busy = arena.placed.filter((o) => overlap(lives.get(o)!, mine)).map((o) => [offsetOf[o], offsetOf[o] + buffers[o].bytes]);
+      busy.sort((a, b) => a[0] - b[0]);
+      let best = -1;
+      let bestGap = Infinity;
+      let cur = 0;
+      for (const [from, to] of busy) {
+        if (from - cur >= bytes && from - cur < bestGap) {
+          best = cur;
+          bestGap = from - cur;
+        }
+        cur = Math.max(cur, align(to));
       }
+      if (best < 0) best = cur;
+      if (best + bytes > ARENA_LIMIT) continue;
+      offsetOf[i] = best;
+      allocOf[i] = arena.alloc;
+      arena.placed.push(i);
+      allocations[arena.alloc] = Math.max(allocations[arena.alloc], best + bytes);
+      done = true;
+      break;
     }
-    allocOf[i] = shared[best];
+    if (!done) {
+      arenas.push({ alloc: allocations.length, placed: [i] });
+      allocOf[i] = allocations.length;
+      allocations.push(bytes);
+    }
   }
-  const plan = { allocations, allocOf, pinned, lifetimes: lives };
+  const plan = { allocations, allocOf, offsetOf, pinned, lifetimes: lives };
   checkPlan(plan, buffers);
   return plan;
 }
@@ -148,7 +157,9 @@ export function checkPlan(plan: MemoryPlan, buffers: PlanBuffer[], names?: (b: n
   plan.allocOf.forEach((a, b) => {
     if (a === -1 && !plan.pinned[b] && !plan.lifetimes.has(b) && buffers[b].role === 'activation') return; // never touched
     if (a < 0 || a >= plan.allocations.length) throw new Error(`memory plan: buffer ${name(b)} has no allocation`);
-    if (plan.allocations[a] < buffers[b].bytes) throw new Error(`memory plan: buffer ${name(b)} (${buffers[b].bytes} B) exceeds its allocation (${plan.allocations[a]} B)`);
+    const off = plan.offsetOf[b];
+    if (off < 0 || off % OFFSET_ALIGNMENT !== 0 || off + buffers[b].bytes > plan.allocations[a])
+      throw new Error(`memory plan: buffer ${name(b)} (${buffers[b].bytes} B at ${off}) does not lie inside its allocation (${plan.allocations[a]} B)`);
     const l = byAlloc.get(a);
     if (l) l.push(b);
     else byAlloc.set(a, [b]);
@@ -156,10 +167,14 @@ export function checkPlan(plan: MemoryPlan, buffers: PlanBuffer[], names?: (b: n
   for (const users of byAlloc.values()) {
     if (users.length < 2) continue;
     for (const b of users) if (plan.pinned[b]) throw new Error(`memory plan: persistent buffer ${name(b)} shares its allocation`);
-    for (let x = 0; x < users.length; x++)
-      for (let y = x + 1; y < users.length; y++)
-        if (overlap(plan.lifetimes.get(users[x]) ?? [], plan.lifetimes.get(users[y]) ?? []))
-          throw new Error(`memory plan: ${name(users[x])} and ${name(users[y])} share an allocation while both are live`);
+    // Sweep in offset order: each buffer against those whose ranges it reaches into.
+    const sorted = [...users].sort((x, y) => plan.offsetOf[x] - plan.offsetOf[y]);
+    for (let x = 0; x < sorted.length; x++) {
+      const end = plan.offsetOf[sorted[x]] + buffers[sorted[x]].bytes;
+      for (let y = x + 1; y < sorted.length && plan.offsetOf[sorted[y]] < end; y++)
+        if (overlap(plan.lifetimes.get(sorted[x]) ?? [], plan.lifetimes.get(sorted[y]) ?? []))
+          throw new Error(`memory plan: ${name(sorted[x])} and ${name(sorted[y])} share bytes while both are live`);
+    }
   }
 }
 

@@ -25,6 +25,8 @@ export interface ProgramBuffer {
   role: ValueRole;
   /** Device allocation holding this buffer (index into CodegenResult.allocations). */
   alloc: number;
+  /** Byte offset of the buffer in its allocation (a multiple of 256; absent: 0). */
+  offset?: number;
 }
 
 export interface ProgramKernel {
@@ -225,7 +227,10 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
     }
   const lists = Object.fromEntries(Object.entries(schedules).map(([k, s]) => [k, s.kernels]));
   const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share });
-  buffers.forEach((b, i) => (b.alloc = plan.allocOf[i]));
+  buffers.forEach((b, i) => {
+    b.alloc = plan.allocOf[i];
+    b.offset = plan.offsetOf[i];
+  });
   const activationAllocs = new Set(buffers.filter((b) => b.role === 'activation' && b.alloc >= 0).map((b) => b.alloc));
   const memory: MemoryReport = {
     activation: {

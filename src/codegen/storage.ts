@@ -171,10 +171,12 @@ export class KernelWriter {
   }): Kernel {
     const usesF16 = this.bound.some((b) => b.layout.elem === 'f16');
     const lane = opts.subgroupLane ? `, @builtin(subgroup_invocation_id) ${opts.subgroupLane}: u32` : '';
-    const decls = this.bound.map(
-      (b, i) =>
-        `@group(0) @binding(${i}) var<storage, ${b.access === 'read' ? 'read' : 'read_write'}> ${b.ident}: array<${b.layout.elem}>;`,
-    );
+    // Every binding is declared read_write, the ones the kernel only reads too (their access
+    // stays 'read' in the program's metadata): the memory plan places transient buffers at
+    // offsets in shared arena allocations, and WebGPU allows one buffer bound several times in a
+    // dispatch only when every binding of it is writable storage (a read-only binding next to a
+    // writable one of the same buffer is a usage conflict, whatever their byte ranges).
+    const decls = this.bound.map((b, i) => `@group(0) @binding(${i}) var<storage, read_write> ${b.ident}: array<${b.layout.elem}>;`);
     const [wx, wy, wz] = opts.workgroupSize;
     const perRow = opts.dispatch[0] * wx;
     const wgsl = [

@@ -1,6 +1,6 @@
 // A compiled program on a WebGPU device: its allocations (the memory plan places every
-// logical buffer in one, at offset 0), one pipeline per distinct kernel file, one bind group
-// per kernel, and schedules encoded as a single compute pass.
+// logical buffer in one, at its byte offset), one pipeline per distinct kernel file, one bind
+// group per kernel, and schedules encoded as a single compute pass.
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import type { ProgramBuffer, ProgramKernel, Schedule } from '../codegen/program.js';
 import { compileShader, type Gpu } from './gpu.js';
@@ -73,7 +73,7 @@ export class GpuProgram {
       device.createBindGroup({
         label: k.name,
         layout: pipelines[i].getBindGroupLayout(0),
-        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: allocations[spec.buffers[b.buffer].alloc], offset: 0, size: spec.buffers[b.buffer].bytes } })),
+        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: allocations[spec.buffers[b.buffer].alloc], offset: spec.buffers[b.buffer].offset ?? 0, size: spec.buffers[b.buffer].bytes } })),
       }),
     );
     const oom = await device.popErrorScope();
@@ -105,7 +105,7 @@ export class GpuProgram {
     const n = sizeOf(b.shape);
     if (values.length !== n) throw new Error(`buffer '${b.name}' holds ${n} values, got ${values.length}`);
     const bytes = packValues(b.dtype, b.layout, values, b.bytes);
-    this.gpu.device.queue.writeBuffer(this.allocation(buffer), 0, bytes);
+    this.gpu.device.queue.writeBuffer(this.allocation(buffer), b.offset ?? 0, bytes);
   }
 
   /** Encodes every kernel of a schedule, `times` over, in one compute pass, and submits. */
@@ -141,7 +141,7 @@ export class GpuProgram {
     const enc = device.createCommandEncoder();
     const staging = buffers.map((i) => {
       const s = device.createBuffer({ size: this.spec.buffers[i].bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-      enc.copyBufferToBuffer(this.allocation(i), 0, s, 0, this.spec.buffers[i].bytes);
+      enc.copyBufferToBuffer(this.allocation(i), this.spec.buffers[i].offset ?? 0, s, 0, this.spec.buffers[i].bytes);
       return s;
     });
     device.queue.submit([enc.finish()]);
