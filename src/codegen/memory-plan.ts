@@ -105,11 +105,31 @@ export function planMemory(
   const transient = buffers.map((_, i) => i).filter((i) => !pinned[i] && !unused[i]);
   transient.sort((a, b) => buffers[b].bytes - buffers[a].bytes || a - b);
   const align = (n: number) => Math.ceil(n / OFFSET_ALIGNMENT) * OFFSET_ALIGNMENT;
+  // Lifetimes as flat arrays (buffer · schedule -> first, last; -1: not used there), for a
+  // cheap overlap test in the placement loop, which compares every pair of placed buffers.
+  const names = Object.keys(schedules);
+  const S = names.length;
+  const firstAt = new Int32Array(buffers.length * S).fill(-1);
+  const lastAt = new Int32Array(buffers.length * S).fill(-1);
+  for (const [b, ls] of lives)
+    for (const l of ls) {
+      const k = b * S + names.indexOf(l.schedule);
+      firstAt[k] = l.first;
+      lastAt[k] = l.last;
+    }
+  const liveTogether = (a: number, b: number): boolean => {
+    for (let k = 0; k < S; k++) {
+      const fa = firstAt[a * S + k];
+      const fb = firstAt[b * S + k];
+      if (fa >= 0 && fb >= 0 && fa <= lastAt[b * S + k] && fb <= lastAt[a * S + k]) return true;
+    }
+    return false;
+  };
   // Each arena: its allocation index and the buffers placed in it.
   const arenas: { alloc: number; placed: number[] }[] = [];
+  const busy: number[] = [];
   for (const i of transient) {
     const bytes = buffers[i].bytes;
-    const mine = lives.get(i)!;
     if (bytes > ARENA_LIMIT) {
       allocOf[i] = allocations.length;
       allocations.push(bytes);
@@ -117,18 +137,20 @@ export function planMemory(
     }
     let done = false;
     for (const arena of arenas) {
-      // The byte ranges of the buffers live with this one, in offset order.
-      const busy = arena.placed.filter((o) => overlap(lives.get(o)!, mine)).map((o) => [offsetOf[o], offsetOf[o] + buffers[o].bytes]);
-      busy.sort((a, b) => a[0] - b[0]);
+      // The buffers live with this one, in offset order, and the gaps between their ranges.
+      busy.length = 0;
+      for (const o of arena.placed) if (liveTogether(o, i)) busy.push(o);
+      busy.sort((a, b) => offsetOf[a] - offsetOf[b]);
       let best = -1;
       let bestGap = Infinity;
       let cur = 0;
-      for (const [from, to] of busy) {
+      for (const o of busy) {
+        const from = offsetOf[o];
         if (from - cur >= bytes && from - cur < bestGap) {
           best = cur;
           bestGap = from - cur;
         }
-        cur = Math.max(cur, align(to));
+        cur = Math.max(cur, align(from + buffers[o].bytes));
       }
       if (best < 0) best = cur;
       if (best + bytes > ARENA_LIMIT) continue;
