@@ -56,4 +56,29 @@ describe('fusion', () => {
       }
     }
   });
+
+  it('GEMM prologues: in the GPT block fp16 every cast of a weight and of attention probabilities is computed in the loads of the GEMM that reads it', () => {
+    const c = compileModel('models/gpt-block.onnx', { policy: 'fp16', batch: 2 });
+    const g = c.train;
+    const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
+    const folded = [...plan.prologues.values()].flatMap((m) => [...m.values()]);
+    expect(folded.length).toBeGreaterThan(0);
+    for (const [gemm, m] of plan.prologues) {
+      expect(opRow(gemm.op).prologue, gemm.op).toBeDefined();
+      for (const [k, p] of m) {
+        // The producer is a unary elementwise node whose only reader is this operand.
+        expect(gemm.inputs[k]).toBe(p.outputs[0]);
+        expect(opRow(p.op).expr, p.op).toBeDefined();
+        expect(g.nodes.filter((n) => n.inputs.includes(p.outputs[0]))).toEqual([gemm]);
+        expect(plan.absorbed.has(p)).toBe(true);
+      }
+    }
+    // Every f16 copy of a weight feeds its GEMM through the loads: no cast kernel of its own.
+    const weightCasts = g.nodes.filter((n) => n.op === 'Cast' && g.values.get(n.inputs[0])?.role === 'param' && g.nodes.some((r) => (opRow(r.op).prologue ?? []).some((k) => r.inputs[k] === n.outputs[0])));
+    expect(weightCasts.length).toBeGreaterThan(0);
+    for (const n of weightCasts) expect(folded, n.name).toContain(n);
+    // In the program, those GEMM kernels list the cast first among the nodes they compute.
+    const kernels = c.program.kernels.filter((k) => k.fused && weightCasts.some((n) => n.name === k.fused![0]));
+    expect(kernels.length).toBeGreaterThan(0);
+  });
 });

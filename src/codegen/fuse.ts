@@ -13,7 +13,7 @@ import { isFloat } from '../ir/dtypes.js';
 import { staticShape, type Graph, type Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
-import type { EmitCtx, Epilogue, ValueType } from '../ops/types.js';
+import type { EmitCtx, Epilogue, Prologue, ValueType } from '../ops/types.js';
 import { broadcastIndex } from './index-math.js';
 import type { Kernel, Target } from './kernel.js';
 import { KernelWriter, mapKernel } from './storage.js';
@@ -26,6 +26,8 @@ export interface FusionPlan {
   groups: Map<Node, Node[]>;
   /** Nodes computed inside another node's kernel. */
   absorbed: Set<Node>;
+  /** A GEMM -> operand index -> the unary elementwise node folded into its loads (a cast). */
+  prologues: Map<Node, Map<number, Node>>;
 }
 
 /**
@@ -101,7 +103,47 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
       groups.set(last, chain);
       for (const m of chain) if (m !== last) absorbed.add(m);
     }
-  return { groups, absorbed };
+
+  // Prologues: a GEMM operand made by a unary elementwise node of the same shape (a cast of
+  // a weight, of LayerNorm's output, of attention's probabilities) that nothing else reads is
+  // computed in the GEMM's loads, from that node's input, instead of by a kernel of its own.
+  const prologues = new Map<Node, Map<number, Node>>();
+  for (const n of g.nodes) {
+    for (const k of opRow(n.op).prologue ?? []) {
+      const v = n.inputs[k];
+      const p = v ? producer.get(v) : undefined;
+      if (!p || !fusable(p) || absorbed.has(p) || groups.has(p) || pinned.has(v) || uses.get(v) !== 1 || p.phase !== n.phase) continue;
+      const data = p.inputs.filter(Boolean);
+      if (data.length !== 1 || p.inputs.length !== 1 || !isFloat(type(data[0]).dtype) || type(data[0]).shape.join() !== type(v).shape.join()) continue;
+      if (inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!]) continue;
+      let m = prologues.get(n);
+      if (!m) prologues.set(n, (m = new Map()));
+      m.set(k, p);
+      absorbed.add(p);
+    }
+  }
+  return { groups, absorbed, prologues };
+}
+
+/** The prologues of a GEMM, as its emitter reads them (EmitCtx.prologue). */
+export function prologueCtx(g: Graph, folded: Map<number, Node> | undefined): Record<number, Prologue> | undefined {
+  if (!folded) return undefined;
+  const type = (v: string): ValueType => {
+    const val = g.values.get(v)!;
+    return { dtype: val.dtype, shape: staticShape(val) };
+  };
+  const out: Record<number, Prologue> = {};
+  for (const [k, p] of folded) {
+    const x = p.inputs[0];
+    const t = type(p.outputs[0]);
+    out[k] = {
+      buffer: x,
+      dtype: type(x).dtype,
+      // Rounded to the node's dtype, as the unfused program stored it.
+      apply: (w, v) => w.round(t.dtype, opRow(p.op).expr!(p, w, [type(x)], t)(`(${v})`)),
+    };
+  }
+  return out;
 }
 
 /** Distinct values a chain reads from memory. */
@@ -114,14 +156,14 @@ function externals(chain: Node[]): number {
  * The kernel of one chain: every value of it per output element, the last one stored. A chain
  * headed by a kernel with an epilogue (a GEMM) is that kernel, storing the chain's value.
  */
-export function fusedKernel(g: Graph, chain: Node[], name: string, target: Target): Kernel {
+export function fusedKernel(g: Graph, chain: Node[], name: string, target: Target, prologue?: Record<number, Prologue>): Kernel {
   const type = (v: string): ValueType => {
     const val = g.values.get(v)!;
     return { dtype: val.dtype, shape: staticShape(val) };
   };
   const last = chain[chain.length - 1];
   const head = chain.find((n) => opRow(n.op).epilogue);
-  if (head) return epilogueKernel(g, head, chain.filter((n) => n !== head), name, target, type);
+  if (head) return epilogueKernel(g, head, chain.filter((n) => n !== head), name, target, type, prologue);
   const out = type(last.outputs[0]);
   const w = new KernelWriter(name, target);
   const local = new Map<string, string>();
@@ -157,7 +199,7 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
  * their dtypes as stored by the unfused program, external inputs are read at the element's
  * (broadcast) index, and views between the head and the chain are index-preserving.
  */
-function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType): Kernel {
+function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType, prologue?: Record<number, Prologue>): Kernel {
   const last = rest[rest.length - 1];
   const out = type(last.outputs[0]);
   const producerIn = new Map<string, Node>();
@@ -203,6 +245,7 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
       return w;
     },
     epilogue,
+    prologue,
   };
   const kernels = opRow(head.op).wgsl!(head, ctx);
   if (kernels.length !== 1) throw new Error(`fusion: ${head.op} '${head.name}' declares an epilogue but emits ${kernels.length} kernels`);

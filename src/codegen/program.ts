@@ -14,7 +14,7 @@ import type { EmitCtx } from '../ops/types.js';
 import { dispatch1d, type Kernel, type Target } from './kernel.js';
 import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
 import { peakLive, planMemory } from './memory-plan.js';
-import { fusedKernel, planFusion } from './fuse.js';
+import { fusedKernel, planFusion, prologueCtx } from './fuse.js';
 
 export interface ProgramBuffer {
   name: string;
@@ -187,13 +187,17 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       if (row.alias?.view) continue; // a view: same buffer, no kernel
       if (fusion?.absorbed.has(n)) continue; // computed in a later node's kernel
       const chain = fusion?.groups.get(n);
+      const folded = fusion?.prologues;
       if (chain) {
-        list.push(add(fusedKernel(g, chain, `${gname}.${n.name}.fused`, target), map, n.name, chain.map((m) => m.name)));
+        const head = chain.find((m) => folded?.has(m));
+        const names = chain.flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
+        list.push(add(fusedKernel(g, chain, `${gname}.${n.name}.fused`, target, head && prologueCtx(g, folded!.get(head))), map, n.name, names));
         continue;
       }
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);
       const prefix = `${gname}.${n.name}`;
-      const key = emitKey(n, type);
+      const pro = fusion?.prologues.get(n);
+      const key = emitKey(n, type, pro);
       let made = emitted.get(key);
       if (!made) {
         let count = 0;
@@ -201,13 +205,15 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
           target,
           type,
           writer: (suffix) => new KernelWriter(`${prefix}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
+          prologue: prologueCtx(g, pro),
         };
-        made = { node: n, prefix, kernels: row.wgsl(n, ctx) };
+        made = { node: n, prefix, kernels: row.wgsl(n, ctx), extra: extraValues(pro) };
         // Reusable when every binding is one of the node's own values (then it maps by position).
-        const own = new Set([...n.inputs, ...n.outputs]);
+        const own = new Set([...n.inputs, ...n.outputs, ...made.extra]);
         if (made.kernels.every((k) => k.bindings.every((b) => own.has(b.name)))) emitted.set(key, made);
       }
-      for (const k of made.node === n ? made.kernels : rebind(made, n, prefix)) list.push(add(k, map, n.name));
+      const fusedNames = pro ? [...pro.values()].map((p) => p.name).concat(n.name) : undefined;
+      for (const k of made.node === n ? made.kernels : rebind(made, n, prefix, extraValues(pro))) list.push(add(k, map, n.name, fusedNames));
     }
     // State updates that did not happen in place get a copy at the end of the step.
     for (const u of g.updates) {
@@ -262,21 +268,38 @@ interface Emitted {
   node: Node;
   prefix: string;
   kernels: Kernel[];
+  /** Values bound beyond the node's own: the inputs of its fused prologues, by operand. */
+  extra: string[];
 }
 
-/** What a node's kernels depend on: op, attributes, the types of its values and which of them coincide. */
-function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }): string {
-  const vals = [...n.inputs, ...n.outputs];
+/** The inputs of a node's fused prologues, in operand order. */
+function extraValues(pro: Map<number, Node> | undefined): string[] {
+  return pro ? [...pro].sort((a, b) => a[0] - b[0]).map(([, p]) => p.inputs[0]) : [];
+}
+
+/**
+ * What a node's kernels depend on: op, attributes, the types of its values and which of them
+ * coincide, and its fused prologues (their ops, attributes and input types).
+ */
+function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }, pro?: Map<number, Node>): string {
+  const prologue = pro
+    ? [...pro]
+        .sort((a, b) => a[0] - b[0])
+        .map(([k, p]) => `${k}:${p.op}${JSON.stringify(p.attrs)}:${type(p.inputs[0]).dtype}`)
+        .join(';')
+    : '';
+  const vals = [...n.inputs, ...n.outputs, ...extraValues(pro)];
   const sig = vals.map((v, i) => (v ? `${vals.indexOf(v) === i ? '' : `=${vals.indexOf(v)}`}${type(v).dtype}[${type(v).shape}]` : '-'));
   const attrs = JSON.stringify(n.attrs, (_k, v) => (v && typeof v === 'object' && 'data' in v && 'dtype' in v ? Array.from((v as { data: ArrayLike<number> }).data) : v));
-  return `${n.op}|${n.inputs.length}|${attrs}|${sig.join(',')}`;
+  return `${n.op}|${n.inputs.length}|${attrs}|${sig.join(',')}|${prologue}`;
 }
 
 /** The kernels emitted for `from.node`, bound to the same-position values of `n`. */
-function rebind(from: Emitted, n: Node, prefix: string): Kernel[] {
+function rebind(from: Emitted, n: Node, prefix: string, extra: string[]): Kernel[] {
   const to = new Map<string, string>();
   from.node.inputs.forEach((v, i) => v && to.set(v, n.inputs[i]));
   from.node.outputs.forEach((v, i) => v && to.set(v, n.outputs[i]));
+  from.extra.forEach((v, i) => to.set(v, extra[i]));
   return from.kernels.map((k) => ({
     ...k,
     name: k.name.startsWith(from.prefix) ? prefix + k.name.slice(from.prefix.length) : k.name,

@@ -79,6 +79,34 @@ ${infLine}  if (e == 0u) {
 `;
 }
 
+/**
+ * Branch-free rounding for the 16-bit formats (the one a fused kernel applies per element, in
+ * a GEMM's operand loads among others), bit-identical to from_bits(to_bits(v)) but for NaN
+ * payloads (a NaN stays a NaN of the same sign):
+ * - bf16 keeps f32's exponent: round to nearest even at bit 16 of the f32 bits.
+ * - f16: the spacing q of f16 values at |v| (a power of two, 2^-24 below the normal range) is
+ *   built from v's exponent; |v| / q is rounded to the nearest integer, ties to even, by
+ *   round() and scaled back, all exact; past the largest finite value (65504) it is inf.
+ */
+const FAST_ROUND: Record<string, string> = {
+  bf16: `// f32 rounded to the nearest bf16 value, ties to even (NaN stays NaN).
+fn round_bf16(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  let r = (b + 0x7fffu + ((b >> 16u) & 1u)) & 0xffff0000u;
+  return bitcast<f32>(select(r, b | 0x00400000u, (b & 0x7fffffffu) > 0x7f800000u));
+}
+`,
+  f16: `// f32 rounded to the nearest f16 value, ties to even; overflow gives inf (NaN stays NaN).
+fn round_f16(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  let a = b & 0x7fffffffu;
+  let qb = max(a & 0x7f800000u, 0x38800000u) - 0x05000000u;
+  let r = round(bitcast<f32>(a) * bitcast<f32>(0x7f000000u - qb)) * bitcast<f32>(qb);
+  return bitcast<f32>(select(bitcast<u32>(r), 0x7f800000u, r > 65504.0) | (b & 0x80000000u));
+}
+`,
+};
+
 function emitRound(fi: FloatInfo): string {
   return `// f32 rounded to the nearest ${fi.name} value (what storing it as ${fi.name} and loading it back gives).
 fn round_${fi.name}(v: f32) -> f32 {
@@ -162,7 +190,8 @@ function buildRegistry(): Map<string, Helper> {
       reg.set(`to_bits_${d}_nosat`, { deps: [], text: emitToBits(fi, `to_bits_${d}_nosat`, false) });
     }
     reg.set(`from_bits_${d}`, { deps: [], text: emitFromBits(fi, `from_bits_${d}`) });
-    reg.set(`round_${d}`, { deps: [`to_bits_${d}`, `from_bits_${d}`], text: emitRound(fi) });
+    const fast = FAST_ROUND[d];
+    reg.set(`round_${d}`, fast ? { deps: [], text: fast } : { deps: [`to_bits_${d}`, `from_bits_${d}`], text: emitRound(fi) });
     reg.set(`unpack_${d}`, { deps: [`from_bits_${d}`], text: emitUnpack(fi) });
     reg.set(`pack_${d}`, { deps: [`to_bits_${d}`], text: emitPack(fi) });
     if (quadCapable(fi)) reg.set(`unpack_vec_${d}`, { deps: [], text: emitUnpackVec(fi) });

@@ -3,7 +3,7 @@
 import { broadcastShapes, sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
 import { fromOnnx, type DType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
-import { emitGemm, type GemmOptions } from '../codegen/kernels/gemm.js';
+import { emitGemm, type GemmOperand, type GemmOptions } from '../codegen/kernels/gemm.js';
 import { sumTo } from './elementwise.js';
 import { attrFloat, attrInt, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
 
@@ -122,6 +122,13 @@ function output(n: Node, ctx: EmitCtx): Pick<GemmOptions, 'out' | 'epilogue'> {
   return { out: epi.out, epilogue: (w, v, idx) => epi.apply(w, w.round(dtype, v), idx) };
 }
 
+/** Operand k as the GEMM reads it: its own buffer, or a fused producer's input mapped on load. */
+function operand(n: Node, ctx: EmitCtx, k: number): Pick<GemmOperand, 'buffer' | 'dtype' | 'map'> {
+  const pro = ctx.prologue?.[k];
+  if (pro) return { buffer: pro.buffer, dtype: pro.dtype, map: pro.apply };
+  return { buffer: n.inputs[k], dtype: ctx.type(n.inputs[k]).dtype };
+}
+
 function emitGemmNode(n: Node, ctx: EmitCtx) {
   const [a, b, c] = n.inputs;
   const at = ctx.type(a);
@@ -136,8 +143,8 @@ function emitGemmNode(n: Node, ctx: EmitCtx) {
       transB: attrInt(n, 'transB', 0) === 1,
       alpha: attrFloat(n, 'alpha', 1),
       beta: attrFloat(n, 'beta', 1),
-      a: { buffer: a, dtype: at.dtype },
-      b: { buffer: b, dtype: bt.dtype },
+      a: operand(n, ctx, 0),
+      b: operand(n, ctx, 1),
       c: c && cStr ? { buffer: c, dtype: ctx.type(c).dtype, rowStride: cStr[0], colStride: cStr[1] } : undefined,
       scales: fp8Scales(n),
       ...output(n, ctx),
@@ -200,6 +207,7 @@ export const gemmOps: OpRow[] = [
     outputs: 1,
     fp8: FP8_SPEC,
     epilogue: true,
+    prologue: [0, 1],
     infer: (n, ins) => {
       const dtype = gemmOutDtype(n, ins);
       const d = gemmDims(n, ins[0].shape, ins[1].shape);
@@ -225,6 +233,7 @@ export const gemmOps: OpRow[] = [
     outputs: 1,
     fp8: FP8_SPEC,
     epilogue: true,
+    prologue: [0, 1],
     recompute: (n, ins) => ins[0].shape.length > 2 && ins[1].shape.length > 2 && matmulShape(n, ins[0].shape, ins[1].shape).K <= RECOMPUTE_MAX_K,
     infer: (n, ins) => [{ dtype: gemmOutDtype(n, ins), shape: matmulShape(n, ins[0].shape, ins[1].shape).out }],
     interp: (n, ins, ctx) => {
@@ -298,8 +307,8 @@ export const gemmOps: OpRow[] = [
           N: s.N,
           K: s.K,
           batch: flat ? sizeOf(s.batch) : s.batch,
-          a: { buffer: a, dtype: at.dtype, batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
-          b: { buffer: b, dtype: bt.dtype, batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },
+          a: { ...operand(n, ctx, 0), batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
+          b: { ...operand(n, ctx, 1), batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },
           scales: fp8Scales(n),
           ...output(n, ctx),
           target: ctx.target,

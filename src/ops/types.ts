@@ -53,6 +53,19 @@ export interface EmitCtx {
    * index `idx` (both WGSL expressions), already rounded to the output's dtype.
    */
   epilogue?: Epilogue;
+  /**
+   * Set by fusion for rows with `prologue`: operand input k is read from `buffer` (the input of
+   * the unary elementwise node that produced it, fused away) and each element loaded is mapped
+   * by `apply` (that node's expression, rounded to its output dtype as the unfused program
+   * stored it): a cast into a GEMM's operand loads.
+   */
+  prologue?: Record<number, Prologue>;
+}
+
+export interface Prologue {
+  buffer: string;
+  dtype: DType;
+  apply(w: KernelWriter, v: string): string;
 }
 
 export interface Epilogue {
@@ -93,6 +106,11 @@ export interface OpRow {
    * `EmitCtx.epilogue`: elementwise consumers can be fused into its store (GEMM epilogues).
    */
   epilogue?: boolean;
+  /**
+   * Operand inputs whose unary elementwise producer (a cast of a weight or of an activation)
+   * fusion may fold into this row's loads (`EmitCtx.prologue`): the GEMM rows' A and B.
+   */
+  prologue?: number[];
   /**
    * Inputs that carry floating-point data and take part in precision decisions; the rest
    * (shapes, indices, labels, scaling state) keep their dtype. Default: every input.

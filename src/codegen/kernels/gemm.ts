@@ -39,6 +39,8 @@ export interface GemmOperand {
    * Default: the operand is contiguous (A: M·K, B: K·N per matrix).
    */
   batchStride?: number | readonly number[];
+  /** A fused prologue: the f32 value used for each element loaded (a cast's rounding). */
+  map?: (w: KernelWriter, v: string) => string;
 }
 
 /** The addend C, broadcast to [M, N] by its strides (Gemm's bias [N]: rowStride 0, colStride 1). */
@@ -213,13 +215,15 @@ function offsetLets(g: Gen, bz: string): string[] {
 /** f32 expression of op(A)[row, k]; `row` and `k` are u32 expressions. */
 function loadA(g: Gen, row: string, k: string): string {
   const { M, K } = g.o;
-  return g.w.load(g.A, g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`);
+  const v = g.w.load(g.A, g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`);
+  return g.o.a.map ? g.o.a.map(g.w, v) : v;
 }
 
 /** f32 expression of op(B)[k, col]. */
 function loadB(g: Gen, k: string, col: string): string {
   const { N, K } = g.o;
-  return g.w.load(g.B, g.o.transB ? `offB + ${scaled(col, K)} + ${k}` : `offB + ${scaled(k, N)} + ${col}`);
+  const v = g.w.load(g.B, g.o.transB ? `offB + ${scaled(col, K)} + ${k}` : `offB + ${scaled(k, N)} + ${col}`);
+  return g.o.b.map ? g.o.b.map(g.w, v) : v;
 }
 
 /** f32 expression of the final value at [m, n] from the f32 accumulator `acc`. */
@@ -396,7 +400,7 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
  */
 function vectorB(g: Gen, S: number, TN: number): { lets: string[]; value: (s: number, j: number) => string } | undefined {
   const { K, N } = g.o;
-  if (g.w.layout(g.B).perWord !== 4) return undefined;
+  if (g.w.layout(g.B).perWord !== 4 || g.o.b.map) return undefined;
   const stride = g.o.b.batchStride;
   const strides = sizeOf(g.batchDims) === 1 ? [] : stride === undefined ? [K * N] : typeof stride === 'number' ? [stride] : [...stride];
   const aligned = (n: number) => strides.every((x) => x % n === 0);
