@@ -17,7 +17,7 @@ import type { GradMeta } from '../passes/autodiff.js';
 import { HPARAMS, STEP } from '../passes/optimizer.js';
 import { SCALE, SKIPPED } from '../passes/loss-scaling.js';
 import { generate, type CodegenResult } from '../codegen/program.js';
-import { encodeTensors } from '../data/tensor-files.js';
+import { writeTensorsFile } from '../data/tensor-files.js';
 import type { Fp8Tensor } from '../passes/quantize-fp8.js';
 import { STANDALONE_FILES, writeStandalone, type StandaloneOptions } from '../runtime/bundle.js';
 import { buildManifest, type Manifest } from './manifest.js';
@@ -221,7 +221,7 @@ export function writeCompiled(outDir: string, c: Compiled, opts: StandaloneOptio
     writeFileSync(join(tmp, c.program.files.trainGraph), JSON.stringify(graphToJson(c.train)) + '\n');
     writeFileSync(join(tmp, c.program.files.evalGraph), JSON.stringify(graphToJson(c.eval)) + '\n');
     const zeros = new Set(c.program.zeros ?? []);
-    writeFileSync(join(tmp, c.program.files.init), encodeTensors(new Map([...c.init].filter(([name]) => !zeros.has(name))), { format: 'mpc-init' }));
+    writeTensorsFile(join(tmp, c.program.files.init), new Map([...c.init].filter(([name]) => !zeros.has(name))), { format: 'mpc-init' });
     // train.mjs with its own copy of the runtime, index.html (and data.safetensors with --web-data).
     writeStandalone(tmp, c.program, opts);
     // A file-system copy: the model's bytes (often the largest file) never pass through JS.

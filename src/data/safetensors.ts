@@ -8,7 +8,7 @@
 // contiguously in that order, and pads the header with spaces so the data
 // starts on an 8-byte boundary.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'F8_E4M3' | 'F8_E5M2' | 'U8';
 
@@ -47,10 +47,22 @@ function checkShape(shape: unknown, where: string): number[] {
 }
 
 /** Serialises tensors (and optional string metadata) as safetensors bytes. */
-export function encodeSafetensors(
-  tensors: Record<string, SafetensorsTensor>,
-  metadata?: Record<string, string>,
-): Uint8Array {
+export function encodeSafetensors(tensors: Record<string, SafetensorsTensor>, metadata?: Record<string, string>): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/**
+ * The bytes of a safetensors file as consecutive parts: the header, then each tensor's data
+ * (the tensors' own bytes, not copies), for writing without assembling the file in memory.
+ */
+export function safetensorsParts(tensors: Record<string, SafetensorsTensor>, metadata?: Record<string, string>): Uint8Array[] {
   const names = Object.keys(tensors).sort();
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
@@ -83,24 +95,28 @@ export function encodeSafetensors(
     json += ' '.repeat(pad);
     headerBytes = enc.encode(json);
   }
-  const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  let p = 8 + headerBytes.length;
-  for (const name of names) {
-    out.set(tensors[name]!.data, p);
-    p += tensors[name]!.data.byteLength;
-  }
-  return out;
+  const head = new Uint8Array(8 + headerBytes.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  head.set(headerBytes, 8);
+  return [head, ...names.map((name) => tensors[name]!.data)];
 }
 
-/** Writes a safetensors file. */
-export function writeSafetensors(
-  path: string,
-  tensors: Record<string, SafetensorsTensor>,
-  metadata?: Record<string, string>,
-): void {
-  writeFileSync(path, encodeSafetensors(tensors, metadata));
+/** Writes a safetensors file, part by part. */
+export function writeSafetensors(path: string, tensors: Record<string, SafetensorsTensor>, metadata?: Record<string, string>): void {
+  writeParts(path, safetensorsParts(tensors, metadata));
+}
+
+/** Writes consecutive byte parts into a new file. */
+export function writeParts(path: string, parts: Uint8Array[]): void {
+  const fd = openSync(path, 'w');
+  try {
+    for (const p of parts) {
+      let done = 0;
+      while (done < p.byteLength) done += writeSync(fd, p, done, p.byteLength - done);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Parses safetensors bytes; `name` prefixes error messages. Tensor data are copies. */

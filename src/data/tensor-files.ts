@@ -2,15 +2,24 @@
 // whose values f32 holds exactly, and I32 for integers).
 import { isFloat } from '../ir/dtypes.js';
 import type { Tensor } from '../ir/tensor.js';
-import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor } from './safetensors.js';
+import { decodeSafetensors, encodeSafetensors, writeSafetensors, type SafetensorsTensor } from './safetensors.js';
 
-export function encodeTensors(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
+function asSafetensors(tensors: Map<string, Tensor>): Record<string, SafetensorsTensor> {
   const out: Record<string, SafetensorsTensor> = {};
   for (const [name, t] of tensors) {
     const data = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     out[name] = { dtype: isFloat(t.dtype) ? 'F32' : 'I32', shape: [...t.shape], data };
   }
-  return encodeSafetensors(out, metadata);
+  return out;
+}
+
+export function encodeTensors(tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): Uint8Array {
+  return encodeSafetensors(asSafetensors(tensors), metadata);
+}
+
+/** Writes tensors as a safetensors file without assembling it in memory. */
+export function writeTensorsFile(path: string, tensors: Map<string, Tensor>, metadata: Record<string, string> = {}): void {
+  writeSafetensors(path, asSafetensors(tensors), metadata);
 }
 
 /** Reads tensors; `dtypes` gives each tensor's logical dtype (default f32 / i32 by storage). */

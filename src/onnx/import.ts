@@ -248,6 +248,17 @@ export function tensorFromProto(t: O.ITensorProto, baseDir: string | undefined, 
   if (raw) {
     const need = n * byteSize(dtype);
     if (raw.length !== need) throw fail(`has ${raw.length} bytes of data, expected ${need}`);
+    if (dtype === 'f32' || dtype === 'i32') {
+      // A view of the file's bytes where raw_data is 4-byte aligned (payloads are never
+      // written), else one aligned copy.
+      let bytes = raw;
+      if (raw.byteOffset % 4 !== 0) {
+        bytes = new Uint8Array(need);
+        bytes.set(raw);
+      }
+      const data = dtype === 'f32' ? new Float32Array(bytes.buffer, bytes.byteOffset, n) : new Int32Array(bytes.buffer, bytes.byteOffset, n);
+      return { dtype, shape, data };
+    }
     const buf = new Uint8Array(need);
     buf.set(raw); // copy: raw_data need not be aligned for a typed-array view
     return { dtype, shape, data: decodeRaw(dtype, buf, n, fail) };
@@ -282,7 +293,7 @@ function decodeRaw(dtype: DType, buf: Uint8Array, n: number, fail: (w: string) =
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   switch (dtype) {
     case 'f32':
-      return new Float32Array(buf.buffer, 0, n).slice();
+      return new Float32Array(buf.buffer, 0, n);
     case 'f16':
     case 'bf16': {
       const out = new Float32Array(n);
@@ -298,7 +309,7 @@ function decodeRaw(dtype: DType, buf: Uint8Array, n: number, fail: (w: string) =
       return toData(dtype, vals, fail);
     }
     case 'i32':
-      return new Int32Array(buf.buffer, 0, n).slice();
+      return new Int32Array(buf.buffer, 0, n);
     case 'bool':
       return Int32Array.from(buf, (b) => (b ? 1 : 0));
   }
