@@ -67,10 +67,13 @@ const VERIFY_EACH = typeof process !== 'undefined' && process.env?.['MPC_VERIFY_
 export function runPipeline(g: Graph, ctx: PassCtx, passes: readonly Pass[], opts: PipelineOpts = {}): Graph {
   if (opts.after && !passes.some((p) => p.name === opts.after))
     throw new Error(`unknown pass '${opts.after}' (passes: ${passes.map((p) => p.name).join(', ')})`);
-  let cur = g;
+  // Each pass may edit the graph it is given. The caller's graph is never edited: it is
+  // copied once; and with an observer (onPass) each pass gets a copy of its own, so the graphs
+  // the observer saw stay as they were.
+  let cur = cloneGraph(g);
   const last = opts.after ?? passes[passes.length - 1].name;
   for (const p of passes) {
-    cur = p.run(cloneGraph(cur), ctx);
+    cur = p.run(opts.onPass ? cloneGraph(cur) : cur, ctx);
     assertValid(cur, p.name, { types: VERIFY_EACH || p.name === last });
     const errs = p.check?.(cur, ctx) ?? [];
     if (errs.length) throw new PostConditionError(`post-condition of ${p.name} violated:\n  ${errs.join('\n  ')}`);
