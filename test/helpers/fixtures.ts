@@ -1,22 +1,7 @@
 // Reads the PyTorch fixtures written by models/make_fixtures.py.
 import { readFileSync } from 'node:fs';
-import { inflateRawSync } from 'node:zlib';
-import type { Tensor } from '../../src/ir/tensor.js';
-
-export interface FixtureArray {
-  dtype: 'f32' | 'i32';
-  shape: number[];
-  deflate_b64: string;
-}
-
-export function decodeArray(a: FixtureArray): Tensor {
-  const raw = inflateRawSync(Buffer.from(a.deflate_b64, 'base64'));
-  const buf = new Uint8Array(raw.length);
-  buf.set(raw);
-  return a.dtype === 'f32'
-    ? { dtype: 'f32', shape: a.shape, data: new Float32Array(buf.buffer) }
-    : { dtype: 'i64', shape: a.shape, data: new Int32Array(buf.buffer) };
-}
+// The arrays are stored as the zoo's fixtures store them (src/conformance/zoo.ts decodes both).
+export { decode as decodeArray, type FixtureArray } from '../../src/conformance/zoo.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function loadFixture(name: string): any {
