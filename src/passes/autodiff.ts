@@ -14,7 +14,7 @@ import { InputError } from '../runtime/errors.js';
 
 export interface GradMeta {
   seed: string;
-  /** Parameter name -> its gradient value (f32, same shape). */
+  /** Parameter name -> its gradient value (same shape; f32, or after the optimizer pass f16/bf16 where the f32 gradient would only widen it). */
   params: Record<string, string>;
 }
 

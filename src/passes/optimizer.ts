@@ -1,6 +1,13 @@
 // Appends the optimizer update of every parameter. Master weights and optimizer state stay
 // f32; the forward pass reads the low-precision copies that insert-casts made of them.
+//
+// A gradient that autodiff computed in f16 or bf16 (the gradient of a low-precision weight
+// copy) reaches the f32 parameter through a Cast to f32, an exact widening. The update reads
+// the narrow value instead and widens it in its loads: the same numbers, half the bytes, and
+// every parameter gradient is live at once (the finite check decides about all of them before
+// any update), so on a large model this halves the step's peak.
 import { addNode, addState } from '../ir/build.js';
+import { consumers, producers, type Graph } from '../ir/graph.js';
 import { fromArray, zeros } from '../ir/tensor.js';
 import { HPARAM_COUNT } from '../ops/training.js';
 import type { GradMeta } from './autodiff.js';
@@ -25,6 +32,7 @@ export const optimizer: Pass = {
       step = addNode(g, 'mpc.StepCount', [STEP], { name: 'step_count' })[0];
       g.updates.push({ state: STEP, next: step });
     }
+    narrowGradients(g, grads);
     for (const [p, d] of Object.entries(grads)) {
       const pv = g.values.get(p)!;
       const m = addState(g, `${p}.m`, zeros('f32', pv.shape as number[]));
@@ -52,6 +60,47 @@ export const optimizer: Pass = {
   check: (g) => {
     const grads = (g.meta.grads as GradMeta | undefined)?.params ?? {};
     const updated = new Set(g.updates.map((u) => u.state));
-    return Object.keys(grads).filter((p) => !updated.has(p)).map((p) => `parameter '${p}' has no update`);
+    const errs = Object.keys(grads).filter((p) => !updated.has(p)).map((p) => `parameter '${p}' has no update`);
+    const prod = producers(g);
+    for (const [p, d] of Object.entries(grads))
+      if (widenedFrom(g, prod.get(d))) errs.push(`the gradient of '${p}' is an f32 copy of a narrow value the update could read`);
+    return errs;
   },
 };
+
+const NARROW = new Set(['f16', 'bf16']);
+
+/** The narrow input of a Cast to f32 from f16/bf16 (exact), else undefined. */
+function widenedFrom(g: Graph, n: { op: string; inputs: string[]; outputs: string[] } | undefined): string | undefined {
+  if (!n || n.op !== 'Cast' || g.values.get(n.outputs[0])?.dtype !== 'f32') return undefined;
+  const src = n.inputs[0];
+  return NARROW.has(g.values.get(src)?.dtype ?? '') ? src : undefined;
+}
+
+/**
+ * Drops each Cast that only widens a narrow gradient for the update; the narrow value takes
+ * the Cast's name (`<param>.f16.grad` stays the gradient's name, now f16).
+ */
+function narrowGradients(g: Graph, grads: Record<string, string>): void {
+  const prod = producers(g);
+  const readers = consumers(g);
+  const kept = new Set([...g.outputs, ...g.updates.map((u) => u.next)]);
+  const rename = new Map<string, string>();
+  for (const d of Object.values(grads)) {
+    const src = widenedFrom(g, prod.get(d));
+    if (!src || readers.get(d)?.length || kept.has(d) || kept.has(src)) continue;
+    rename.set(src, d);
+  }
+  if (!rename.size) return;
+  const dropped = new Set(rename.values());
+  g.nodes = g.nodes.filter((n) => !dropped.has(n.outputs[0]));
+  for (const [src, d] of rename) {
+    g.values.set(d, { ...g.values.get(src)!, name: d });
+    g.values.delete(src);
+  }
+  const sub = (x: string) => rename.get(x) ?? x;
+  for (const n of g.nodes) {
+    n.inputs = n.inputs.map(sub);
+    n.outputs = n.outputs.map(sub);
+  }
+}
