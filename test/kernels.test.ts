@@ -332,6 +332,8 @@ const s1 = (v: number): In => ({ shape: [1], dtype: 'f32', gen: [v] });
 for (const [what, fmt, attrs, x, scale, types] of [
   ['delayed, scale 1', 'f8e4m3fn', { current: 0 }, { ...f(37), gen: logSpread }, 1, ALL_T],
   ['delayed, scale 4', 'f8e5m2', { current: 0 }, { ...f(37), gen: logSpread }, 4, ['f32']],
+  ['delayed, 601 values (one pass, several per invocation)', 'f8e4m3fn', { current: 0 }, { ...f(601), gen: logSpread }, 8, ['f32']],
+  ['delayed, inf in x (amax NaN, counted as saturated)', 'f8e5m2', { current: 0 }, { ...f(37), gen: special(Infinity, 3) }, 2, ['f32']],
   ['current, margin 2, 601 values (several per invocation)', 'f8e5m2', { current: 1, margin: 2 }, { ...f(601), gen: logSpread }, 1, ['f32']],
   ['current, inf in x (amax NaN, previous scale)', 'f8e4m3fn', { current: 1 }, { ...f(37), gen: special(Infinity, 3) }, 0.5, ['f32']],
   ['current, all zeros (previous scale)', 'f8e4m3fn', { current: 1 }, { ...f(37), gen: fill(0) }, 0.5, ['f32']],

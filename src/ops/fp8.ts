@@ -89,12 +89,22 @@ export const fp8Ops: OpRow[] = [
       const current = attrInt(n, 'current', 0) === 1;
       const reduce = (arr: string, op: (a: string, b: string) => string) =>
         `workgroupBarrier();\nfor (var k = ${WG / 2}u; k > 0u; k = k >> 1u) {\n  if (t < k) { ${arr}[t] = ${op(`${arr}[t]`, `${arr}[t + k]`)}; }\n  workgroupBarrier();\n}`;
+      // The saturated and flushed counts need the scale: with delayed scaling it is known
+      // before the tensor is read, and one pass over x counts everything; current scaling
+      // derives it from the amax, so a second pass counts.
+      const count1 = (s: string) => `let q = v * ${s};
+  if (abs(q) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
+  else if (v != 0.0 && (${toBits}(q) & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }`;
       const body = `let t = lid.x;
 var m = 0.0;
 var bad = 0u;
+var ns = 0u;
+var nf = 0u;
+${current ? '' : `let s = ${sc}[0];`}
 for (var i = t; i < ${count}u; i += ${WG}u) {
   let v = ${w.load(x, 'i')};
   if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) { bad = 1u; } else { m = max(m, abs(v)); }
+  ${current ? '' : count1('s')}
 }
 red_f[t] = m;
 red_a[t] = bad;
@@ -105,16 +115,9 @@ var amax = red_f[0];
 // const-expression is a WGSL compile error.
 var nan_bits = 0x7fc00000u;
 if (red_a[0] != 0u) { amax = bitcast<f32>(nan_bits); }
-let s = ${current ? `scale_from_amax(amax, ${sc}[0])` : `${sc}[0]`};
+${current ? `let s = scale_from_amax(amax, ${sc}[0]);` : ''}
 workgroupBarrier();
-var ns = 0u;
-var nf = 0u;
-for (var i = t; i < ${count}u; i += ${WG}u) {
-  let v = ${w.load(x, 'i')};
-  let q = v * s;
-  if (abs(q) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
-  else if (v != 0.0 && (${toBits}(q) & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }
-}
+${current ? `for (var i = t; i < ${count}u; i += ${WG}u) {\n  let v = ${w.load(x, 'i')};\n  ${count1('s')}\n}` : ''}
 red_a[t] = ns;
 red_b[t] = nf;
 ${reduce('red_a', (a, b) => `${a} + ${b}`)}
@@ -154,14 +157,13 @@ if (t == 0u) {
     wgsl: (n, ctx) => {
       const fmt = format(n);
       const xt = ctx.type(n.inputs[0]);
-      const w = ctx.writer('q');
+      // One kernel: the element-0 invocation also writes the inverse scale.
+      const w = ctx.writer();
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
       const st = w.bind(n.inputs[1], 'f32', 'read');
-      const q = mapKernel(w, { out: n.outputs[0], outDtype: fmt, count: sizeOf(xt.shape), compute: `return ${w.load(x, 'i')} * ${st}[3];` });
-      const w2 = ctx.writer('inv');
-      const st2 = w2.bind(n.inputs[1], 'f32', 'read');
-      const inv = mapKernel(w2, { out: n.outputs[1], outDtype: 'f32', count: 1, compute: `return 1.0 / ${st2}[3];` });
-      return [q, inv];
+      const inv = w.bind(n.outputs[1], 'f32', 'read_write');
+      const compute = `if (i == 0u) { ${inv}[0] = 1.0 / ${st}[3]; }\nreturn ${w.load(x, 'i')} * ${st}[3];`;
+      return [mapKernel(w, { out: n.outputs[0], outDtype: fmt, count: sizeOf(xt.shape), compute })];
     },
   },
   {
