@@ -77,6 +77,11 @@ describe('fusion', () => {
     const weightCasts = g.nodes.filter((n) => n.op === 'Cast' && g.values.get(n.inputs[0])?.role === 'param' && g.nodes.some((r) => (opRow(r.op).prologue ?? []).some((k) => r.inputs[k] === n.outputs[0])));
     expect(weightCasts.length).toBeGreaterThan(0);
     for (const n of weightCasts) expect(folded, n.name).toContain(n);
+    // Among them the biases, cast for Gemm's addend C.
+    expect(weightCasts.some((n) => g.nodes.some((r) => r.op === 'Gemm' && r.inputs[2] === n.outputs[0]))).toBe(true);
+    // Constants are converted at compile time: no Cast of a constant is left to run or recompute.
+    expect(g.nodes.filter((n) => n.op === 'Cast' && g.values.get(n.inputs[0])?.role === 'const').map((n) => n.name)).toEqual([]);
+    expect([...g.values.values()].some((v) => v.role === 'const' && v.dtype === 'f16')).toBe(true);
     // In the program, those GEMM kernels list the cast first among the nodes they compute.
     const kernels = c.program.kernels.filter((k) => k.fused && weightCasts.some((n) => n.name === k.fused![0]));
     expect(kernels.length).toBeGreaterThan(0);

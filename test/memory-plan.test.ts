@@ -130,6 +130,35 @@ describe('memory plan', () => {
   });
 });
 
+describe('parameter gradients', () => {
+  it('a gradient computed in f16/bf16 reaches the update and the finite check in that type (no f32 copy)', () => {
+    for (const model of ['mlp', 'gpt-block'])
+      for (const policy of ['fp16', 'bf16', 'fp8']) {
+        const c = compileModel(`models/${model}.onnx`, { policy, batch: 8 });
+        const g = c.train;
+        const prod = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+        const narrow = policy === 'fp16' ? 'f16' : 'bf16';
+        let weights = 0;
+        for (const n of g.nodes.filter((m) => m.op === 'mpc.Adam')) {
+          const grad = n.inputs[1];
+          const p = prod.get(grad)!;
+          expect(p.op === 'Cast' && g.values.get(grad)!.dtype === 'f32', `${model} ${policy}: '${grad}' is an f32 cast`).toBe(false);
+          // A weight of a low-precision GEMM: its gradient is that GEMM's (narrow) result.
+          if (p.op === 'Gemm' || p.op === 'MatMul') {
+            weights++;
+            expect(g.values.get(grad)!.dtype, grad).toBe(narrow);
+            const checks = g.nodes.filter((m) => m.op === 'mpc.CheckFinite' && m.inputs[1] === grad);
+            expect(checks.length, `${grad} is checked once`).toBe(1);
+          }
+        }
+        expect(weights, `${model} ${policy}`).toBeGreaterThan(1);
+      }
+    // The MLP's gradients are almost all its first weight's: they halve with the policy.
+    const grads = (policy: string) => compileModel('models/mlp.onnx', { policy, batch: 8 }).code.memory.train!.gradients;
+    expect(grads('fp16')).toBeLessThanOrEqual(0.51 * grads('fp32'));
+  });
+});
+
 describe('memory plan on the device', () => {
   for (const [model, policy] of [
     ['mlp', 'fp16'],

@@ -145,7 +145,7 @@ function emitGemmNode(n: Node, ctx: EmitCtx) {
       beta: attrFloat(n, 'beta', 1),
       a: operand(n, ctx, 0),
       b: operand(n, ctx, 1),
-      c: c && cStr ? { buffer: c, dtype: ctx.type(c).dtype, rowStride: cStr[0], colStride: cStr[1] } : undefined,
+      c: c && cStr ? { ...operand(n, ctx, 2), rowStride: cStr[0], colStride: cStr[1] } : undefined,
       scales: fp8Scales(n),
       ...output(n, ctx),
       target: ctx.target,
@@ -207,7 +207,7 @@ export const gemmOps: OpRow[] = [
     outputs: 1,
     fp8: FP8_SPEC,
     epilogue: true,
-    prologue: [0, 1],
+    prologue: [0, 1, 2],
     infer: (n, ins) => {
       const dtype = gemmOutDtype(n, ins);
       const d = gemmDims(n, ins[0].shape, ins[1].shape);

@@ -108,7 +108,8 @@ export interface OpRow {
   epilogue?: boolean;
   /**
    * Operand inputs whose unary elementwise producer (a cast of a weight or of an activation)
-   * fusion may fold into this row's loads (`EmitCtx.prologue`): the GEMM rows' A and B.
+   * fusion may fold into this row's loads (`EmitCtx.prologue`): the GEMM rows' A and B, and
+   * Gemm's addend C (a bias cast to the GEMM's type).
    */
   prologue?: number[];
   /**

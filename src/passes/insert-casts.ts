@@ -1,8 +1,10 @@
 // Makes the precision decisions real: every data operand gets its consumer's compute dtype
 // through a Cast, one Cast per (value, dtype) shared by all consumers, placed before the
-// first of them. Graph outputs keep their declared dtype (a final Cast when needed).
-import { isFloat, type DType } from '../ir/dtypes.js';
-import { addNode, inferNode, renameValue } from '../ir/build.js';
+// first of them. Graph outputs keep their declared dtype (a final Cast when needed). A
+// constant operand is converted here, at compile time, into a constant of the new type (the
+// same round-to-nearest-even the Cast would apply): no kernel, nothing to recompute.
+import { isFloat, roundArray, type DType } from '../ir/dtypes.js';
+import { addConst, addNode, inferNode, renameValue } from '../ir/build.js';
 import { freshName } from '../ir/graph.js';
 import { castAttrs, castTarget } from '../ops/cast.js';
 import { dataInputs } from '../ops/table.js';
@@ -39,6 +41,12 @@ export const insertCasts: Pass = {
           if (!isFloat(dt) || dt === n.prec.compute) continue;
           const key = `${v}|${n.prec.compute}`;
           let c = made.get(key);
+          const init = g.values.get(v)!.role === 'const' ? g.values.get(v)!.init : undefined;
+          if (!c && init) {
+            const t = { dtype: n.prec.compute, shape: [...init.shape], data: roundArray(n.prec.compute, init.data) };
+            c = addConst(g, `${v}.${n.prec.compute}`, t);
+            made.set(key, c);
+          }
           if (!c) {
             c = addNode(g, 'Cast', [v], {
               name: freshName(g, `${v}.${n.prec.compute}`),
@@ -56,6 +64,12 @@ export const insertCasts: Pass = {
       inferNode(g, n);
     }
     g.updates = g.updates.map((u) => ({ state: u.state, next: subst.get(u.next) ?? u.next }));
+    // A constant read only in its converted form is gone.
+    const read = new Set([...g.outputs, ...g.nodes.flatMap((n) => n.inputs)]);
+    for (const key of made.keys()) {
+      const v = key.slice(0, key.lastIndexOf('|'));
+      if (g.values.get(v)?.role === 'const' && !read.has(v)) g.values.delete(v);
+    }
     // Graph outputs keep their declared dtype: the producer's result gets another name and
     // the output name goes to a Cast (reusing one made above for another consumer).
     for (const o of [...g.outputs]) {

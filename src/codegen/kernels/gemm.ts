@@ -233,7 +233,8 @@ function finalValue(g: Gen, acc: string, m: string, n: string): string {
   let v = g.scales.length ? `sumScale * ${acc}` : alpha === 1 ? acc : `${f32Lit(alpha)} * ${acc}`;
   if (g.C) {
     const c = g.o.c!;
-    const cv = g.w.load(g.C, sum(['offC', scaled(m, c.rowStride), scaled(n, c.colStride)]));
+    const raw = g.w.load(g.C, sum(['offC', scaled(m, c.rowStride), scaled(n, c.colStride)]));
+    const cv = c.map ? c.map(g.w, raw) : raw;
     v = `${v} + ${beta === 1 ? cv : `${f32Lit(beta)} * ${cv}`}`;
   }
   return v;
