@@ -86,4 +86,27 @@ describe('fusion', () => {
     const kernels = c.program.kernels.filter((k) => k.fused && weightCasts.some((n) => n.name === k.fused![0]));
     expect(kernels.length).toBeGreaterThan(0);
   });
+
+  it('fp8 with delayed scaling: each quantizer measures its tensor in the pass that quantizes it (no statistics kernel of its own); current scaling keeps the statistics first', () => {
+    for (const [scaling, fused] of [['delayed', true], ['current', false]] as const) {
+      const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 128, fp8: { scaling } });
+      const g = c.train;
+      const plan = planFusion(g, new Set(g.outputs));
+      const stats = g.nodes.filter((n) => n.op === 'mpc.Fp8Stats');
+      expect(stats.length).toBeGreaterThan(2);
+      for (const s of stats) expect(plan.absorbed.has(s), `${scaling}: ${s.name}`).toBe(fused);
+      const trainKernels = c.program.schedules.train.kernels.map((i) => c.program.kernels[i]);
+      const own = trainKernels.filter((k) => stats.some((s) => s.name === k.node));
+      expect(own.length, `${scaling}: kernels of Fp8Stats nodes`).toBe(fused ? 0 : stats.length);
+      if (fused) {
+        // Small tensors: one dispatch for both nodes; large ones (the first layer's input and
+        // weight at batch 128): zero, quantize in many workgroups, finish.
+        const byNode = new Map<string, number>();
+        for (const k of trainKernels)
+          if (k.fused?.some((f) => stats.some((s) => s.name === f))) byNode.set(k.node, (byNode.get(k.node) ?? 0) + 1);
+        expect([...byNode.values()].sort()).toContain(1);
+        expect([...byNode.values()].sort()).toContain(3);
+      }
+    }
+  });
 });

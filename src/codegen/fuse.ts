@@ -28,6 +28,8 @@ export interface FusionPlan {
   absorbed: Set<Node>;
   /** A GEMM -> operand index -> the unary elementwise node folded into its loads (a cast). */
   prologues: Map<Node, Map<number, Node>>;
+  /** A node -> the producer of one of its inputs that its kernels compute too (row `absorbsProducer`). */
+  producerOf: Map<Node, Node>;
 }
 
 /**
@@ -122,7 +124,19 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
       absorbed.add(p);
     }
   }
-  return { groups, absorbed, prologues };
+  // A row that computes the producer of one of its inputs as well (the fp8 quantizer and its
+  // statistics): the producer runs right before it and is not otherwise fused.
+  const producerOf = new Map<Node, Node>();
+  for (const n of g.nodes) {
+    const spec = opRow(n.op).absorbsProducer;
+    if (!spec || absorbed.has(n) || groups.has(n) || prologues.has(n)) continue;
+    const p = producer.get(n.inputs[spec.input]);
+    if (!p || absorbed.has(p) || groups.has(p) || prologues.has(p) || p.phase !== n.phase || index.get(p)! + 1 !== index.get(n)) continue;
+    if (!spec.accepts(p, n)) continue;
+    producerOf.set(n, p);
+    absorbed.add(p);
+  }
+  return { groups, absorbed, prologues, producerOf };
 }
 
 /** The prologues of a GEMM, as its emitter reads them (EmitCtx.prologue). */

@@ -197,7 +197,9 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);
       const prefix = `${gname}.${n.name}`;
       const pro = fusion?.prologues.get(n);
-      const key = emitKey(n, type, pro);
+      const inner = fusion?.producerOf.get(n);
+      const extra = extraValues(pro, n, inner);
+      const key = emitKey(n, type, pro, inner);
       let made = emitted.get(key);
       if (!made) {
         let count = 0;
@@ -207,13 +209,13 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
           writer: (suffix) => new KernelWriter(`${prefix}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target),
           prologue: prologueCtx(g, pro),
         };
-        made = { node: n, prefix, kernels: row.wgsl(n, ctx), extra: extraValues(pro) };
+        made = { node: n, prefix, kernels: inner ? row.absorbsProducer!.wgsl(inner, n, ctx) : row.wgsl(n, ctx), extra };
         // Reusable when every binding is one of the node's own values (then it maps by position).
         const own = new Set([...n.inputs, ...n.outputs, ...made.extra]);
         if (made.kernels.every((k) => k.bindings.every((b) => own.has(b.name)))) emitted.set(key, made);
       }
-      const fusedNames = pro ? [...pro.values()].map((p) => p.name).concat(n.name) : undefined;
-      for (const k of made.node === n ? made.kernels : rebind(made, n, prefix, extraValues(pro))) list.push(add(k, map, n.name, fusedNames));
+      const fusedNames = pro || inner ? [...(pro?.values() ?? [])].map((p) => p.name).concat(inner ? [inner.name] : [], n.name) : undefined;
+      for (const k of made.node === n ? made.kernels : rebind(made, n, prefix, extra)) list.push(add(k, map, n.name, fusedNames));
     }
     // State updates that did not happen in place get a copy at the end of the step.
     for (const u of g.updates) {
@@ -268,30 +270,36 @@ interface Emitted {
   node: Node;
   prefix: string;
   kernels: Kernel[];
-  /** Values bound beyond the node's own: the inputs of its fused prologues, by operand. */
+  /** Values bound beyond the node's own: the inputs of its fused prologues, by operand, then those of an absorbed producer. */
   extra: string[];
 }
 
-/** The inputs of a node's fused prologues, in operand order. */
-function extraValues(pro: Map<number, Node> | undefined): string[] {
-  return pro ? [...pro].sort((a, b) => a[0] - b[0]).map(([, p]) => p.inputs[0]) : [];
+/** The inputs of a node's fused prologues, in operand order, then the other inputs of the producer it absorbs. */
+function extraValues(pro: Map<number, Node> | undefined, n?: Node, inner?: Node): string[] {
+  const own = new Set(n ? [...n.inputs, ...n.outputs] : []);
+  return [
+    ...(pro ? [...pro].sort((a, b) => a[0] - b[0]).map(([, p]) => p.inputs[0]) : []),
+    ...(inner ? inner.inputs.filter((v) => v && !own.has(v)) : []),
+  ];
 }
 
 /**
  * What a node's kernels depend on: op, attributes, the types of its values and which of them
- * coincide, and its fused prologues (their ops, attributes and input types).
+ * coincide, its fused prologues (their ops, attributes and input types) and the producer it
+ * absorbs (its op and attributes).
  */
-function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }, pro?: Map<number, Node>): string {
+function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }, pro?: Map<number, Node>, inner?: Node): string {
   const prologue = pro
     ? [...pro]
         .sort((a, b) => a[0] - b[0])
         .map(([k, p]) => `${k}:${p.op}${JSON.stringify(p.attrs)}:${type(p.inputs[0]).dtype}`)
         .join(';')
     : '';
-  const vals = [...n.inputs, ...n.outputs, ...extraValues(pro)];
+  const absorbed = inner ? `|${inner.op}${JSON.stringify(inner.attrs)}:${inner.inputs.map((v) => n.inputs.indexOf(v)).join(',')}` : '';
+  const vals = [...n.inputs, ...n.outputs, ...extraValues(pro, n, inner)];
   const sig = vals.map((v, i) => (v ? `${vals.indexOf(v) === i ? '' : `=${vals.indexOf(v)}`}${type(v).dtype}[${type(v).shape}]` : '-'));
   const attrs = JSON.stringify(n.attrs, (_k, v) => (v && typeof v === 'object' && 'data' in v && 'dtype' in v ? Array.from((v as { data: ArrayLike<number> }).data) : v));
-  return `${n.op}|${n.inputs.length}|${attrs}|${sig.join(',')}|${prologue}`;
+  return `${n.op}|${n.inputs.length}|${attrs}|${sig.join(',')}|${prologue}${absorbed}`;
 }
 
 /** The kernels emitted for `from.node`, bound to the same-position values of `n`. */

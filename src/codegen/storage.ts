@@ -53,6 +53,8 @@ interface Bound {
   ident: string;
   layout: Layout;
   access: 'read' | 'read_write';
+  /** Declared array<atomic<u32>> (see bindAtomic). */
+  atomic?: boolean;
 }
 
 /** Consumers fused into the store of a map kernel (see mapKernel and codegen/fuse.ts). */
@@ -87,6 +89,17 @@ export class KernelWriter {
     // identical layers are then identical text and share one pipeline.
     const ident = `buf${this.bound.length}`;
     this.bound.push({ name: buffer, ident, layout: layoutOf(dtype, this.target), access });
+    return ident;
+  }
+
+  /**
+   * Declares a buffer as array<atomic<u32>>, whatever its dtype: its words are then read and
+   * written only with atomic built-ins (a reduction across workgroups into it).
+   */
+  bindAtomic(buffer: string): string {
+    if (this.bound.some((b) => b.name === buffer)) throw new Error(`${this.name}: '${buffer}' is bound already; an atomic binding must be its only one`);
+    const ident = this.bind(buffer, 'i32', 'read_write');
+    this.get(ident).atomic = true;
     return ident;
   }
 
@@ -176,7 +189,7 @@ export class KernelWriter {
     // offsets in shared arena allocations, and WebGPU allows one buffer bound several times in a
     // dispatch only when every binding of it is writable storage (a read-only binding next to a
     // writable one of the same buffer is a usage conflict, whatever their byte ranges).
-    const decls = this.bound.map((b, i) => `@group(0) @binding(${i}) var<storage, read_write> ${b.ident}: array<${b.layout.elem}>;`);
+    const decls = this.bound.map((b, i) => `@group(0) @binding(${i}) var<storage, read_write> ${b.ident}: array<${b.atomic ? 'atomic<u32>' : b.layout.elem}>;`);
     const [wx, wy, wz] = opts.workgroupSize;
     const perRow = opts.dispatch[0] * wx;
     const wgsl = [

@@ -12,7 +12,8 @@ import { encode, floatInfo, fromOnnx, type DType, type FloatDType } from '../ir/
 import type { Node } from '../ir/graph.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
-import { attrInt, attrString, type OpRow, type ValueType } from './types.js';
+import type { Kernel } from '../codegen/kernel.js';
+import { attrInt, attrString, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
 export const FP8_STATS = 4;
 const WG = 256;
@@ -142,6 +143,13 @@ if (t == 0u) {
     // rather than kept: a weight's fp8 copy is otherwise held from its forward GEMM to its
     // backward one.
     recompute: () => true,
+    // With delayed scaling the scale is known before the tensor is read: the statistics are
+    // measured by the kernel that quantizes it, in the same pass.
+    absorbsProducer: {
+      input: 1,
+      accepts: (p, n) => p.op === 'mpc.Fp8Stats' && attrInt(p, 'current', 0) === 0 && p.inputs[0] === n.inputs[0] && attrInt(p, 'to') === attrInt(n, 'to'),
+      wgsl: (p, n, ctx) => statsAndQuantize(p, n, ctx),
+    },
     infer: (n, [x]) => [
       { dtype: format(n), shape: [...x.shape] },
       { dtype: 'f32', shape: [1] },
@@ -217,6 +225,134 @@ if (!bad) { ${s}[0] = scale_from_amax(amax, ${s}[0]); }`;
     },
   },
 ];
+
+/**
+ * The fused statistics-and-quantize kernel over many workgroups: each invocation quantizes
+ * about this many words, so the per-workgroup combining (workgroup atomics, a barrier, four
+ * global atomics) stays a small part of the work; at most FUSED_GROUPS workgroups.
+ */
+const FUSED_WORDS_PER_INVOCATION = 16;
+const FUSED_GROUPS = 1024;
+/**
+ * Up to this many output words (4 fp8 values each) one workgroup of WG invocations quantizes
+ * and measures the whole tensor in one dispatch; beyond it, the work is spread over many
+ * workgroups that combine their statistics with atomics (three dispatches).
+ */
+const ONE_GROUP_MAX_WORDS = 16384;
+
+/**
+ * Fp8Stats (delayed scaling) and the QuantizeFp8 that reads it, computed together: every
+ * invocation quantizes its elements and accumulates their amax (the bits of |v|, which order
+ * as the values do for v >= 0), a non-finite flag and the saturated and flushed counts; the
+ * invocations combine them with workgroup atomics. A small tensor is one workgroup's work and
+ * one dispatch, which also writes the statistics and the inverse scale. A large one is spread
+ * over up to FUSED_GROUPS workgroups: a first kernel zeroes the statistics' four words, the
+ * workgroups add into them with atomics, a last kernel turns them into the statistics (amax,
+ * fractions, scale) and writes the inverse scale. Maxima and counts are exact in any order,
+ * so the statistics equal the unfused kernels' and the interpreter's.
+ */
+function statsAndQuantize(p: Node, n: Node, ctx: EmitCtx): Kernel[] {
+  const fmt = format(n);
+  const fi = floatInfo(fmt);
+  const xt = ctx.type(n.inputs[0]);
+  const count = sizeOf(xt.shape);
+  const [x0, scale0] = p.inputs;
+  const stats0 = p.outputs[0];
+  const nan = 'var nan_bits = 0x7fc00000u; // a NaN from a runtime value (a NaN const-expression is a WGSL compile error)';
+  const fraction = (c: string) => `f32(${c}) / ${f32Lit(Math.max(count, 1))}`;
+
+  const w = ctx.writer('q');
+  const x = w.bind(x0, xt.dtype, 'read');
+  const sc = w.bind(scale0, 'f32', 'read');
+  const q = w.bind(n.outputs[0], fmt, 'read_write');
+  const toBits = w.use(`to_bits_${fmt}`);
+  const per = w.layout(q).perWord;
+  const words = Math.ceil(count / per);
+  const one = words <= ONE_GROUP_MAX_WORDS;
+  const groups = one ? 1 : Math.min(FUSED_GROUPS, Math.ceil(words / (WG * FUSED_WORDS_PER_INVOCATION)));
+  const size = WG;
+  w.define(`var<workgroup> red: array<atomic<u32>, ${FP8_STATS}>;\n`);
+  const lanes = Array.from({ length: per }, (_, k) => k);
+  const measure = `let s = ${sc}[0];
+var m = 0u;
+var bad = 0u;
+var ns = 0u;
+var nf = 0u;
+for (var word = flat; word < ${words}u; word += ${groups * size}u) {
+  let base = word * ${per}u;
+${lanes
+  .map(
+    (k) => `  var q${k} = 0.0;
+  if (base + ${k}u < ${count}u) {
+    let v = ${w.load(x, `base + ${k}u`)};
+    if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) { bad = 1u; } else { m = max(m, bitcast<u32>(abs(v))); }
+    q${k} = v * s;
+    if (abs(q${k}) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
+    else if (v != 0.0 && (${toBits}(q${k}) & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }
+  }`,
+  )
+  .join('\n')}
+  ${per === 1 ? w.store(q, 'word', 'q0') : w.storeWord(q, 'word', lanes.map((k) => `q${k}`))}
+}
+atomicMax(&red[0], m);
+atomicMax(&red[1], bad);
+atomicAdd(&red[2], ns);
+atomicAdd(&red[3], nf);
+workgroupBarrier();`;
+
+  if (one) {
+    const st = w.bind(stats0, 'f32', 'read_write');
+    const inv = w.bind(n.outputs[1], 'f32', 'read_write');
+    const body = `${measure}
+if (lid.x == 0u) {
+  var amax = bitcast<f32>(atomicLoad(&red[0]));
+  ${nan}
+  if (atomicLoad(&red[1]) != 0u) { amax = bitcast<f32>(nan_bits); }
+  ${st}[0] = amax;
+  ${st}[1] = ${fraction('atomicLoad(&red[2])')};
+  ${st}[2] = ${fraction('atomicLoad(&red[3])')};
+  ${st}[3] = s;
+  ${inv}[0] = 1.0 / s;
+}`;
+    return [w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [1, 1, 1] })];
+  }
+
+  const w0 = ctx.writer('zero');
+  const z = w0.bindAtomic(stats0);
+  const zero = w0.finish({ body: `if (flat > 0u) { return; }\nfor (var k = 0u; k < ${FP8_STATS}u; k++) { atomicStore(&${z}[k], 0u); }`, workgroupSize: [1, 1, 1], dispatch: [1, 1, 1] });
+
+  const acc = w.bindAtomic(stats0);
+  const body = `${measure}
+if (lid.x == 0u) {
+  atomicMax(&${acc}[0], atomicLoad(&red[0]));
+  atomicMax(&${acc}[1], atomicLoad(&red[1]));
+  atomicAdd(&${acc}[2], atomicLoad(&red[2]));
+  atomicAdd(&${acc}[3], atomicLoad(&red[3]));
+}`;
+  const quantize = w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [groups, 1, 1] });
+
+  const w2 = ctx.writer('stats');
+  const st = w2.bindAtomic(stats0);
+  const sc2 = w2.bind(scale0, 'f32', 'read');
+  const inv = w2.bind(n.outputs[1], 'f32', 'read_write');
+  const finish = w2.finish({
+    body: `if (flat > 0u) { return; }
+var amax = bitcast<f32>(atomicLoad(&${st}[0]));
+${nan}
+if (atomicLoad(&${st}[1]) != 0u) { amax = bitcast<f32>(nan_bits); }
+let ns = atomicLoad(&${st}[2]);
+let nf = atomicLoad(&${st}[3]);
+let s = ${sc2}[0];
+atomicStore(&${st}[0], bitcast<u32>(amax));
+atomicStore(&${st}[1], bitcast<u32>(${fraction('ns')}));
+atomicStore(&${st}[2], bitcast<u32>(${fraction('nf')}));
+atomicStore(&${st}[3], bitcast<u32>(s));
+${inv}[0] = 1.0 / s;`,
+    workgroupSize: [1, 1, 1],
+    dispatch: [1, 1, 1],
+  });
+  return [zero, quantize, finish];
+}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for GEMM-like rows whose two operands may be fp8 (their inverse scales in the

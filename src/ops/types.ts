@@ -113,6 +113,17 @@ export interface OpRow {
    */
   prologue?: number[];
   /**
+   * The producer of input `input` that this row's kernels compute as well, where `accepts`
+   * allows it: fusion then emits `wgsl(producer, n, ctx)` in this node's place and the
+   * producer gets no kernel of its own (the fp8 quantizer measures the tensor's statistics in
+   * the same pass that quantizes it). The kernels still write every output of both nodes.
+   */
+  absorbsProducer?: {
+    input: number;
+    accepts: (producer: Node, n: Node) => boolean;
+    wgsl: (producer: Node, n: Node, ctx: EmitCtx) => Kernel[];
+  };
+  /**
    * Inputs that carry floating-point data and take part in precision decisions; the rest
    * (shapes, indices, labels, scaling state) keep their dtype. Default: every input.
    */
