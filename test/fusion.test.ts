@@ -4,6 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { compileModel } from '../src/compile/compile.js';
 import { planFusion } from '../src/codegen/fuse.js';
+import { operandReloads } from '../src/codegen/kernels/gemm.js';
+import type { Target } from '../src/codegen/kernel.js';
 import { opRow } from '../src/ops/table.js';
 import { trainProgram } from './helpers/train-program.js';
 
@@ -85,6 +87,29 @@ describe('fusion', () => {
     // In the program, those GEMM kernels list the cast first among the nodes they compute.
     const kernels = c.program.kernels.filter((k) => k.fused && weightCasts.some((n) => n.name === k.fused![0]));
     expect(kernels.length).toBeGreaterThan(0);
+  });
+
+  it('a cast goes into the GEMM loads only where the GEMM loads each element at most 32 times (else its own kernel rounds it once)', () => {
+    const big = compileModel('models/gpt-block.onnx', { policy: 'fp16', batch: 64 });
+    const g = big.train;
+    const plan = planFusion(g, new Set(g.outputs));
+    const folded = new Set([...plan.prologues.values()].flatMap((m) => [...m.values()]));
+    const target = g.meta.target as Target;
+    let kept = 0;
+    for (const n of g.nodes.filter((m) => m.op === 'Gemm' && opRow(m.op).prologue)) {
+      const [M, N] = g.values.get(n.outputs[0])!.shape as number[];
+      const r = operandReloads({ M, N, target }, 1);
+      for (const [k, reloads] of [[0, r.a], [1, r.b]] as const) {
+        const cast = g.nodes.find((m) => m.op === 'Cast' && m.outputs[0] === n.inputs[k]);
+        if (!cast || g.nodes.filter((m) => m.inputs.includes(cast.outputs[0])).length !== 1) continue;
+        expect(folded.has(cast), `${n.name} operand ${k}: ${reloads} loads per element`).toBe(reloads <= 32);
+        if (reloads > 32) kept++;
+      }
+      // The bias is read once per output element: its cast is always in the epilogue's load.
+      const bias = g.nodes.find((m) => m.op === 'Cast' && n.inputs[2] && m.outputs[0] === n.inputs[2]);
+      if (bias) expect(folded.has(bias), `${n.name} bias`).toBe(true);
+    }
+    expect(kept).toBeGreaterThan(0);
   });
 
   it('fp8 with delayed scaling: each quantizer measures its tensor in the pass that quantizes it (no statistics kernel of its own); current scaling keeps the statistics first', () => {

@@ -110,14 +110,17 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
   // a weight, of LayerNorm's output, of attention's probabilities) that nothing else reads is
   // computed in the GEMM's loads, from that node's input, instead of by a kernel of its own.
   const prologues = new Map<Node, Map<number, Node>>();
+  const target = g.meta.target as Target | undefined;
   for (const n of g.nodes) {
-    for (const k of opRow(n.op).prologue ?? []) {
+    const row = opRow(n.op);
+    for (const k of row.prologue ?? []) {
       const v = n.inputs[k];
       const p = v ? producer.get(v) : undefined;
       if (!p || !fusable(p) || absorbed.has(p) || groups.has(p) || pinned.has(v) || uses.get(v) !== 1 || p.phase !== n.phase) continue;
       const data = p.inputs.filter(Boolean);
       if (data.length !== 1 || p.inputs.length !== 1 || !isFloat(type(data[0]).dtype) || type(data[0]).shape.join() !== type(v).shape.join()) continue;
       if (inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!]) continue;
+      if (target && row.prologueWorth && !row.prologueWorth(n, k, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]), target)) continue;
       let m = prologues.get(n);
       if (!m) prologues.set(n, (m = new Map()));
       m.set(k, p);

@@ -113,6 +113,11 @@ export interface OpRow {
    */
   prologue?: number[];
   /**
+   * Whether a prologue on operand k pays (default: yes): a GEMM that loads each element of an
+   * operand many times would round it as often, where a cast kernel rounds it once.
+   */
+  prologueWorth?: (n: Node, k: number, ins: ValueType[], out: ValueType, target: Target) => boolean;
+  /**
    * The producer of input `input` that this row's kernels compute as well, where `accepts`
    * allows it: fusion then emits `wgsl(producer, n, ctx)` in this node's place and the
    * producer gets no kernel of its own (the fp8 quantizer measures the tensor's statistics in

@@ -124,6 +124,20 @@ export function emitGemm(o: GemmOptions): Kernel {
   return naiveKernel(g);
 }
 
+/**
+ * How many times the kernel loads each element of A and of B: once per tile of the other
+ * dimension (register blocking without shared memory reloads an operand for every tile that
+ * needs it). A prologue applied in the loads (a cast's rounding) runs that many times per
+ * element, where a kernel of its own would run once.
+ */
+export function operandReloads(o: Pick<GemmOptions, 'M' | 'N' | 'target'>, outPerWord: number): { a: number; b: number } {
+  const variant = chooseVariant(o, outPerWord);
+  if (variant === 'naive') return { a: o.N, b: o.M };
+  if (variant === 'blocked') return { a: Math.ceil(o.N / Math.max(BLOCKED_TILE.TN, outPerWord)), b: Math.ceil(o.M / BLOCKED_TILE.TM) };
+  const tile = outPerWord === 4 ? SUBGROUP_TILE_FP8_OUT : SUBGROUP_TILE;
+  return { a: Math.ceil(o.N / (o.target.subgroupSize! * Math.max(tile.TN, outPerWord))), b: Math.ceil(o.M / tile.TM) };
+}
+
 /** The variant `emitGemm` picks when none is forced. */
 export function chooseVariant(o: Pick<GemmOptions, 'N' | 'target'>, outPerWord: number): GemmVariant {
   if (o.N % outPerWord !== 0) return 'naive';
