@@ -30,14 +30,36 @@ const BAD = join(ROOT, 'test', 'fixtures', 'bad');
 const MLP = join(ROOT, 'models', 'mlp.onnx');
 const IS_ROOT = process.getuid?.() === 0;
 
-/** Every file under `dir` (recursively) with a hash of its contents; symlinks by target. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Every file under `dir` (recursively) with a hash of its contents; symlinks by target. The
+ * `.NAME.tmp-PID` files of a process still running next door (tests of one group run
+ * concurrently, and every `mpc train` probes that its output folder is writable) come and go:
+ * not counted; one left by a process that is gone is.
+ */
 function snapshot(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (d: string, rel: string) => {
     for (const name of readdirSync(d).sort()) {
+      const pid = /^\..*\.tmp-(\d+)/.exec(name)?.[1];
+      if (pid && alive(Number(pid))) continue;
       const p = join(d, name);
       const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(p);
+      let st;
+      try {
+        st = lstatSync(p);
+      } catch (e) {
+        if (pid) continue; // its process finished and removed it since readdir
+        throw e;
+      }
       if (st.isDirectory()) {
         out[`${r}/`] = 'dir';
         walk(p, r);
