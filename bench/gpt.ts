@@ -105,6 +105,16 @@ async function memorySection(ctx: SectionContext): Promise<void> {
     { key: 'cnn' as const, label: 'cnn', file: join(ROOT, 'models/cnn.onnx'), batch: SMALL_BATCH },
   ];
   const target: Record<string, string> = { fp32: '<= 1.25x torch', fp16: '<= 0.55x fp32', bf16: '<= 0.55x fp32', fp8: '<= 0.50x fp32' };
+  // Compiled for the local adapter, as `mpc compile` does by default: the plan depends on the
+  // target where fusion does (a cast goes into a GEMM's loads only where the GEMM's tiling,
+  // which the subgroup size decides, loads each element few times). Without a GPU: no subgroups.
+  let subgroupSize: number | undefined;
+  try {
+    subgroupSize = (await getGpu()).subgroupSize;
+  } catch {
+    subgroupSize = undefined;
+  }
+  ctx.note(`compiled for subgroup size ${subgroupSize ?? 'none'} (the local adapter's).`);
   for (const m of models) {
     const t = torch[m.key];
     if (t) {
@@ -118,8 +128,7 @@ async function memorySection(ctx: SectionContext): Promise<void> {
     for (const policy of POLICIES) {
       let mem;
       try {
-        // No GPU needed: the plan does not depend on the adapter (no subgroup kernels).
-        mem = compileModel(m.file, { policy, batch: m.batch, target: { f16: true } }).code.memory;
+        mem = compileModel(m.file, { policy, batch: m.batch, target: { f16: true, subgroupSize } }).code.memory;
       } catch (e) {
         ctx.report(`${m.label} ${policy}`, { 'planned MiB': `n/a: ${(e as Error).message.split('\n')[0]}` });
         continue;
