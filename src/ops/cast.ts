@@ -1,12 +1,23 @@
 // Cast and the broadcast-sum used by gradients of broadcasting ops.
-import { fromOnnx, isFloat, toOnnx, type DType } from '../ir/dtypes.js';
+import { fromOnnx, info, isFloat, toOnnx, type DType } from '../ir/dtypes.js';
 import { sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
-import type { Node } from '../ir/graph.js';
+import type { Graph, Node } from '../ir/graph.js';
 import { mapKernel } from '../codegen/storage.js';
 import { attrInt, attrInts, type OpRow, type ValueType } from './types.js';
 
 export function castTarget(n: Node): DType {
   return fromOnnx(attrInt(n, 'to'));
+}
+
+/** A Cast whose every input value is exactly representable in its output type (f16 -> f32...). */
+export function isExactWidening(g: Graph, n: Node): boolean {
+  if (n.op !== 'Cast') return false;
+  const from = g.values.get(n.inputs[0])!.dtype;
+  const to = g.values.get(n.outputs[0])!.dtype;
+  if (from === to || !isFloat(from) || !isFloat(to)) return false;
+  const a = info(from);
+  const b = info(to);
+  return a.kind === 'float' && b.kind === 'float' && b.expBits >= a.expBits && b.mantBits >= a.mantBits;
 }
 
 /** Attributes of a Cast to `d`. */

@@ -7,7 +7,9 @@
 // every parameter gradient is live at once (the finite check decides about all of them before
 // any update), so on a large model this halves the step's peak.
 import { addNode, addState } from '../ir/build.js';
-import { consumers, producers, type Graph } from '../ir/graph.js';
+import { consumers, producers, type Graph, type Node } from '../ir/graph.js';
+import { isExactWidening } from '../ops/cast.js';
+import { opRow } from '../ops/table.js';
 import { fromArray, zeros } from '../ir/tensor.js';
 import { HPARAM_COUNT } from '../ops/training.js';
 import type { GradMeta } from './autodiff.js';
@@ -61,20 +63,22 @@ export const optimizer: Pass = {
     const grads = (g.meta.grads as GradMeta | undefined)?.params ?? {};
     const updated = new Set(g.updates.map((u) => u.state));
     const errs = Object.keys(grads).filter((p) => !updated.has(p)).map((p) => `parameter '${p}' has no update`);
+    // A widening Cast read only by updates should have been dropped (narrowGradients).
     const prod = producers(g);
-    for (const [p, d] of Object.entries(grads))
-      if (widenedFrom(g, prod.get(d))) errs.push(`the gradient of '${p}' is an f32 copy of a narrow value the update could read`);
+    const readers = consumers(g);
+    const kept = new Set([...g.outputs, ...g.updates.map((u) => u.next)]);
+    for (const [p, d] of Object.entries(grads)) {
+      const src = widenedFrom(g, prod.get(d));
+      if (src && !kept.has(d) && !kept.has(src) && (readers.get(d) ?? []).every((n) => opRow(n.op).scalerInputs))
+        errs.push(`the gradient of '${p}' is an f32 copy of a narrow value the update could read`);
+    }
     return errs;
   },
 };
 
-const NARROW = new Set(['f16', 'bf16']);
-
-/** The narrow input of a Cast to f32 from f16/bf16 (exact), else undefined. */
-function widenedFrom(g: Graph, n: { op: string; inputs: string[]; outputs: string[] } | undefined): string | undefined {
-  if (!n || n.op !== 'Cast' || g.values.get(n.outputs[0])?.dtype !== 'f32') return undefined;
-  const src = n.inputs[0];
-  return NARROW.has(g.values.get(src)?.dtype ?? '') ? src : undefined;
+/** The narrow input of a Cast that widens it exactly to f32 (the gradient's type), else undefined. */
+function widenedFrom(g: Graph, n: Node | undefined): string | undefined {
+  return n && isExactWidening(g, n) && g.values.get(n.outputs[0])!.dtype === 'f32' ? n.inputs[0] : undefined;
 }
 
 /**

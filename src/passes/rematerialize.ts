@@ -18,25 +18,14 @@
 // low-precision input, at half the bytes, instead of its f32 twin.
 //
 // Recomputing runs the same kernel on the same inputs, so the results are bit-identical.
-import { info, isFloat, type DType } from '../ir/dtypes.js';
 import type { Graph, Node } from '../ir/graph.js';
+import { isExactWidening } from '../ops/cast.js';
 import { opRow } from '../ops/table.js';
 import type { ValueType } from '../ops/types.js';
 import type { Pass } from './pass.js';
 
 /** Longest chain of ops recomputed for one saved value. */
 const MAX_DEPTH = 12;
-
-/** A Cast whose every input value is exactly representable in its output type. */
-function isExactWidening(g: Graph, n: Node): boolean {
-  if (n.op !== 'Cast') return false;
-  const from = g.values.get(n.inputs[0])!.dtype;
-  const to = g.values.get(n.outputs[0])!.dtype;
-  if (from === to || !isFloat(from) || !isFloat(to)) return false;
-  const a = info(from as DType);
-  const b = info(to as DType);
-  return a.kind === 'float' && b.kind === 'float' && b.expBits >= a.expBits && b.mantBits >= a.mantBits;
-}
 
 /** Recomputed per reader: elementwise and movement rows, and views (free: a recomputed view aliases its recomputed input). */
 function perReader(n: Node): boolean {
