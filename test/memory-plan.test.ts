@@ -193,8 +193,9 @@ describe('rematerialize', () => {
       for (const [name, t] of b) expect(Array.from(a.get(name)!.data), name).toEqual(Array.from(t.data));
     });
 
-  it('the GPT block fp32 keeps no GELU intermediate, transposed weight or Erf input for the backward pass', () => {
-    const c = compileModel('models/gpt-block.onnx', { policy: 'fp32', batch: 8 });
+  /** The activations a compiled training step writes in its forward pass and reads in its backward pass. */
+  const savedValues = (policy: string) => {
+    const c = compileModel('models/gpt-block.onnx', { policy, batch: 8 });
     const tr = c.program.schedules.train.kernels;
     const phase = new Map(c.train.nodes.map((n) => [n.name, n.phase]));
     const boundary = tr.findIndex((k) => phase.get(c.program.kernels[k].node) === 'backward');
@@ -208,6 +209,11 @@ describe('rematerialize', () => {
         if (pos >= boundary && firstUse.get(buffer)! < boundary && b.role === 'activation') saved.add(b.name);
       }
     });
+    return { c, prod, saved };
+  };
+
+  it('the GPT block fp32 keeps no GELU intermediate, transposed weight or Erf input for the backward pass', () => {
+    const { c, prod, saved } = savedValues('fp32');
     const savedOps = [...saved].map((v) => prod.get(v)?.op);
     for (const op of ['Div', 'Erf', 'Mul']) expect(savedOps, op).not.toContain(op);
     // Transposed weights are recomputed; the attention heads' transposes of GEMM outputs stay.
@@ -221,5 +227,29 @@ describe('rematerialize', () => {
     expect(savedOps).toContain('Gemm');
     expect(savedOps).toContain('Add');
     expect(savedOps).toContain('Transpose');
+  });
+
+  it('fp16/bf16 trade an f32 residual sum for its low-precision addend: recomputed once from values the backward pass keeps anyway', () => {
+    const f32 = savedValues('fp32');
+    // fp32: the sum after the MLP (LayerNorm ln_f's input) is saved; its addend, the MLP's
+    // projection, is as large: nothing to trade.
+    expect(f32.saved).toContain('/Add_2_output_0');
+    expect(f32.saved).not.toContain('/mlp/proj/MatMul.gemm');
+    for (const policy of ['fp16', 'bf16']) {
+      const { c, saved } = savedValues(policy);
+      // The f32 sum x + float(mlp(x)) is no longer saved; the low-precision projection is, and
+      // the sum is recomputed once, in the backward pass, from it and x (saved for LayerNorm ln2).
+      expect(saved, policy).not.toContain('/Add_2_output_0');
+      expect(saved, policy).toContain('/mlp/proj/MatMul.gemm');
+      expect(saved, policy).toContain('/Add_1_output_0');
+      const remat = c.train.nodes.filter((n) => n.phase === 'backward' && n.op === 'Add' && n.name.startsWith('/Add_2.remat'));
+      expect(remat.map((n) => n.name), policy).toEqual(['/Add_2.remat']);
+      // No chain of trades: the sum it relies on is saved, not recomputed in its turn.
+      expect(c.train.nodes.some((n) => n.name.startsWith('/Add_1.remat')), policy).toBe(false);
+      // It pays: the residual values and addends saved in f32 and f16 take fewer bytes than fp32's.
+      const bytes = (s: Set<string>, p: ReturnType<typeof savedValues>['c']) =>
+        [...s].filter((v) => /^\/(Add|Add_1|Add_2)_output_0$|^\/(attn|mlp)\/proj\/MatMul\.gemm$/.test(v)).reduce((a, v) => a + p.code.buffers[p.code.bufferOf.train[v]].bytes, 0);
+      expect(bytes(saved, c), policy).toBeLessThan(bytes(f32.saved, f32.c));
+    }
   });
 });

@@ -17,8 +17,16 @@
 // A widening cast (f16 → f32, exact) is always recomputed: the backward pass then keeps the
 // low-precision input, at half the bytes, instead of its f32 twin.
 //
+// A cheap value whose inputs are not all kept is still recomputed when keeping the inputs it
+// lacks costs fewer bytes than keeping it (a trade): under fp16/bf16 the f32 residual stream
+// after a sublayer, x + float(f(x)), is recomputed from x (kept for the sublayer's LayerNorm)
+// and the f16 sublayer output, which the backward pass keeps instead at half the bytes. A
+// traded value is recomputed once, before its first gradient reader, and a trade never relies
+// on another trade (no chains: each recomputation is one op from saved values).
+//
 // Recomputing runs the same kernel on the same inputs, so the results are bit-identical.
 import type { Graph, Node } from '../ir/graph.js';
+import { byteSize } from '../ir/dtypes.js';
 import { isExactWidening } from '../ops/cast.js';
 import { opRow } from '../ops/table.js';
 import type { ValueType } from '../ops/types.js';
@@ -46,6 +54,12 @@ function cheap(g: Graph, n: Node): boolean {
       return (v ? { dtype: v.dtype, shape: v.shape as number[] } : undefined) as ValueType;
     }),
   );
+}
+
+/** Bytes of a value (Infinity where a dimension is not bound: never traded). */
+function bytes(g: Graph, v: string): number {
+  const t = g.values.get(v)!;
+  return t.shape.reduce<number>((a, d) => a * (typeof d === 'number' ? d : Infinity), byteSize(t.dtype));
 }
 
 /** The first node of the backward pass, and the forward producers of values. */
@@ -92,6 +106,41 @@ export const rematerialize: Pass = {
       return isExactWidening(g, n) || n.inputs.every((i) => !i || can(i, 1));
     };
     const recomputed = new Set([...bwdReads].filter((v) => !kept(v) && cheap(g, fwd.get(v)!) && recomputable(v)));
+
+    // Trading a saved value for smaller saved inputs. `lacking` collects the forward values
+    // that recomputing a value needs kept and are not yet (`need`), and the saved values it
+    // relies on (`relies`); false where it would rely on a traded value. A value relied on is
+    // never traded itself: a trade recomputes one op from saved values, never a chain of
+    // trades (recomputing the whole residual stream of a 12-layer GPT from its embedding saves
+    // more bytes but costs hundreds of kernels a step).
+    const traded = new Set<string>();
+    const pinned = new Set<string>();
+    const lacking = (v: string, depth: number, need: Set<string>, relies: Set<string>): boolean => {
+      if (kept(v)) return true;
+      if (traded.has(v)) return false;
+      if (bwdReads.has(v)) {
+        if (!recomputed.has(v)) relies.add(v);
+        return true;
+      }
+      const n = fwd.get(v)!;
+      if (!cheap(g, n) || depth > MAX_DEPTH) need.add(v);
+      else for (const i of n.inputs) if (i && !lacking(i, depth + 1, need, relies)) return false;
+      return true;
+    };
+    for (const v of [...bwdReads]) {
+      const n = fwd.get(v);
+      if (!n || kept(v) || recomputed.has(v) || pinned.has(v) || !cheap(g, n)) continue;
+      const need = new Set<string>(), relies = new Set<string>();
+      if (!n.inputs.every((i) => !i || lacking(i, 1, need, relies)) || !need.size) continue;
+      let cost = 0;
+      for (const i of need) cost += bytes(g, i);
+      if (cost >= bytes(g, v)) continue;
+      for (const i of need) bwdReads.add(i);
+      for (const i of relies) pinned.add(i);
+      traded.add(v);
+      recomputed.add(v);
+    }
+    if (traded.size) memo.clear();
     if (!recomputed.size) return g;
 
     const nodeNames = new Set(g.nodes.map((n) => n.name));
@@ -110,7 +159,7 @@ export const rematerialize: Pass = {
     // its inputs allow; else `v` itself, which is then kept).
     const materialize = (v: string, at: Node): string => {
       const n = fwd.get(v);
-      const key = n && !perReader(n) ? v : `${v}|${at.name}`;
+      const key = n && !(perReader(n) && !traded.has(v)) ? v : `${v}|${at.name}`;
       const done = copies.get(key);
       if (done) return done;
       if (kept(v) || (bwdReads.has(v) && !recomputed.has(v))) return v;
@@ -130,7 +179,7 @@ export const rematerialize: Pass = {
       if (list) list.push(copy);
       else before.set(at, [copy]);
       n!.outputs.forEach((o, k) => {
-        if (o) copies.set(perReader(n!) ? `${o}|${at.name}` : o, outputs[k]);
+        if (o) copies.set(perReader(n!) && !traded.has(v) ? `${o}|${at.name}` : o, outputs[k]);
       });
       return copies.get(key)!;
     };
