@@ -7,7 +7,13 @@ import { planFusion } from '../src/codegen/fuse.js';
 import { operandReloads } from '../src/codegen/kernels/gemm.js';
 import type { Target } from '../src/codegen/kernel.js';
 import { opRow } from '../src/ops/table.js';
+import type { Graph, Node } from '../src/ir/graph.js';
 import { trainProgram } from './helpers/train-program.js';
+
+/** The nodes that read a value, seen through views. */
+function readersOf(g: Graph, v: string): Node[] {
+  return g.nodes.filter((n) => n.inputs.includes(v)).flatMap((n) => (opRow(n.op).alias?.view ? readersOf(g, n.outputs[0]) : [n]));
+}
 
 // Every bundled model: the GPT blocks have elementwise chains and GEMM epilogues (residual
 // adds, casts); the MLP's and CNN's inference programs fuse Relu into the GEMM before it.
@@ -43,7 +49,7 @@ describe('fusion', () => {
     expect(ops).toContain('Gemm Cast Add');
   });
 
-  it('chains hold only elementwise rows, never a value the host reads, and each inner value has one reader', () => {
+  it('chains hold only elementwise rows, never a value the host reads, and every reader of an inner value is in its chain', () => {
     const c = compileModel('models/gpt-block.onnx', { policy: 'bf16', batch: 2 });
     const g = c.train;
     const pinned = new Set([...g.outputs, (g.meta.loss as { value: string }).value]);
@@ -54,9 +60,14 @@ describe('fusion', () => {
       for (const n of chain) expect(opRow(n.op).expr ?? opRow(n.op).epilogue, n.op).toBeDefined();
       for (const v of inner) {
         expect(pinned.has(v)).toBe(false);
-        expect(g.nodes.filter((n) => n.inputs.includes(v)).length).toBe(1);
+        const r = readersOf(g, v);
+        expect(r.length).toBeGreaterThan(0);
+        for (const n of r) expect(chain, `${v} read by ${n.name}`).toContain(n);
       }
     }
+    // GELU's backward pass reads the gradient of its output twice: one kernel, which computes it.
+    const shared = [...plan.groups.values()].filter((ch) => ch.some((n) => readersOf(g, n.outputs[0]).filter((r) => ch.includes(r)).length > 1));
+    expect(shared.length).toBeGreaterThan(0);
   });
 
   it('GEMM prologues: in the GPT block fp16 every cast of a weight and of attention probabilities is computed in the loads of the GEMM that reads it', () => {
@@ -102,7 +113,11 @@ describe('fusion', () => {
       for (const [k, reloads] of [[0, r.a], [1, r.b]] as const) {
         const cast = g.nodes.find((m) => m.op === 'Cast' && m.outputs[0] === n.inputs[k]);
         if (!cast || g.nodes.filter((m) => m.inputs.includes(cast.outputs[0])).length !== 1) continue;
-        expect(folded.has(cast), `${n.name} operand ${k}: ${reloads} loads per element`).toBe(reloads <= 32);
+        // (A cast at the end of an elementwise chain is computed by the chain's kernel: no
+        // kernel of its own either way, and the chain stores the narrow value.)
+        const inChain = [...plan.groups.values()].some((ch) => ch.includes(cast));
+        if (reloads > 32) expect(folded.has(cast), `${n.name} operand ${k}: ${reloads} loads per element`).toBe(false);
+        else expect(folded.has(cast) || inChain, `${n.name} operand ${k}: ${reloads} loads per element`).toBe(true);
         if (reloads > 32) kept++;
       }
       // The bias is read once per output element: its cast is always in the epilogue's load.

@@ -9,7 +9,7 @@
 //
 // Same numbers as unfused: every value in between is rounded to its own dtype exactly where
 // the unfused program stored it (`KernelWriter.round`), and arithmetic is f32 in both.
-import { isFloat } from '../ir/dtypes.js';
+import { byteSize, isFloat } from '../ir/dtypes.js';
 import { staticShape, type Graph, type Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
@@ -76,7 +76,6 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
   for (const n of g.nodes) {
     if (!fusable(n)) continue;
     const count = sizeOf(type(n.outputs[0]).shape);
-    const shape = type(n.outputs[0]).shape.join();
     let chain: Node[] = [];
     for (const v of n.inputs) {
       const t = v ? through(v) : undefined;
@@ -84,13 +83,15 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
       const { p } = t;
       // A chain of elementwise nodes of the same shape, or a kernel (a GEMM) whose store the
       // chain becomes: its elements in the same flat order (through views).
-      let pc = t.views.length === 0 && type(v).shape.join() === shape ? chainOf.get(p) : undefined;
+      // (An input with as many elements as the output is read at the same flat index: views
+      // of contiguous values and size-1 broadcasts keep it.)
+      let pc = sizeOf(type(v).shape) === count ? chainOf.get(p) : undefined;
       if (!pc && headCapable(p) && sizeOf(type(p.outputs[0]).shape) === count && !chain.some((m) => headCapable(m))) pc = [p];
       if (!pc) continue;
       if (pc.some((m) => headCapable(m)) && chain.some((m) => headCapable(m))) continue;
       if (inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(pc[0])!]) continue;
       const merged = [...chain, ...pc];
-      if (externals(merged.concat(n)) + 1 > MAX_BINDINGS) continue;
+      if (externals(g, merged.concat(n)) + 1 > MAX_BINDINGS) continue;
       chain = merged;
       chainOf.delete(p);
     }
@@ -98,6 +99,38 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
     chain.sort((a, b) => index.get(a)! - index.get(b)!);
     chainOf.set(n, chain);
   }
+  // Shared values: an elementwise chain whose result is read several times, by nodes of one
+  // other chain only, is computed inside that chain's kernel (once per element, kept in a
+  // register for every reader) instead of reaching memory. GELU's backward pass reads the
+  // gradient of its output twice; with this it is one kernel, and no f32 intermediate waits.
+  const shared = (last: Node): boolean => {
+    const chain = chainOf.get(last)!;
+    if (chain.some((m) => headCapable(m))) return false;
+    const shape = type(last.outputs[0]).shape.join();
+    const reads = new Map<string, number>();
+    for (const m of chain) for (const i of m.inputs) if (i) reads.set(i, (reads.get(i) ?? 0) + 1);
+    for (const [v, k] of reads) {
+      const p = producer.get(v);
+      const pc = p && chainOf.get(p);
+      if (!pc || pc === chain || k < 2 || k !== uses.get(v) || pinned.has(v) || p!.phase !== last.phase || type(v).shape.join() !== shape) continue;
+      // A chain headed by a GEMM gives up its epilogue when the GEMM's own result takes no
+      // more bytes than the chain's (the gradient of GELU's output: the f16 GEMM result, not
+      // its widened and scaled f32 copy, then waits for the two readers).
+      const head = headCapable(pc[0]) ? pc[0] : undefined;
+      const moved = head ? pc.slice(1) : pc;
+      if (!moved.length || (head && byteSize(type(head.outputs[0]).dtype) > byteSize(type(v).dtype))) continue;
+      if (inPlaceBefore[index.get(last)!] !== inPlaceBefore[index.get(moved[0])!]) continue;
+      const merged = [...moved, ...chain].sort((a, b) => index.get(a)! - index.get(b)!);
+      if (externals(g, merged) + 1 > MAX_BINDINGS) continue;
+      chainOf.delete(p!);
+      if (head) chainOf.set(head, [head]);
+      chainOf.set(last, merged);
+      return true;
+    }
+    return false;
+  };
+  for (const last of [...chainOf.keys()]) while (chainOf.has(last) && shared(last));
+
   const groups = new Map<Node, Node[]>();
   const absorbed = new Set<Node>();
   for (const [last, chain] of chainOf)
@@ -163,10 +196,24 @@ export function prologueCtx(g: Graph, folded: Map<number, Node> | undefined): Re
   return out;
 }
 
-/** Distinct values a chain reads from memory. */
-function externals(chain: Node[]): number {
+const viewCache = new WeakMap<Node[], Map<string, string>>();
+/** The output of each view -> the value it views. */
+function viewsOf(g: Graph): Map<string, string> {
+  let m = viewCache.get(g.nodes);
+  if (!m) {
+    m = new Map();
+    for (const n of g.nodes) if (opRow(n.op).alias?.view && n.outputs[0] && n.inputs[0]) m.set(n.outputs[0], n.inputs[0]);
+    viewCache.set(g.nodes, m);
+  }
+  return m;
+}
+
+/** Distinct values a chain reads from memory (a view of a chain value is not one). */
+function externals(g: Graph, chain: Node[]): number {
   const inside = new Set(chain.flatMap((n) => n.outputs));
-  return new Set(chain.flatMap((n) => n.inputs.filter((i) => i && !inside.has(i)))).size;
+  const views = viewsOf(g);
+  const inner = (v: string): boolean => inside.has(v) || (views.has(v) && inner(views.get(v)!));
+  return new Set(chain.flatMap((n) => n.inputs.filter((i) => i && !inner(i)))).size;
 }
 
 /**
@@ -183,17 +230,30 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
   if (head) return epilogueKernel(g, head, chain.filter((n) => n !== head), name, target, type, prologue);
   const out = type(last.outputs[0]);
   const w = new KernelWriter(name, target);
-  const local = new Map<string, string>();
+  const local = new Map<string, string>(); // a chain value (or a view of one), or an input at a shape -> its register
+  const views = viewsOf(g);
+  // A chain value seen through views: every element at the same flat index.
+  const inner = (v: string): string | undefined => {
+    const id = local.get(v);
+    if (id !== undefined) return id;
+    const view = views.get(v);
+    return view ? inner(view) : undefined;
+  };
   const lines: string[] = [];
   chain.forEach((n, k) => {
+    const at = type(n.outputs[0]).shape;
     const args = n.inputs.map((v) => {
       if (!v) return '';
-      let id = local.get(v);
+      const mine = inner(v);
+      if (mine !== undefined) return mine;
+      // An input, broadcast to the shape of the node that reads it.
+      const t = type(v);
+      const key = `${v}|${at.join()}`;
+      let id = local.get(key);
       if (id === undefined) {
         id = `x${local.size}`;
-        const t = type(v);
-        lines.push(`let ${id} = ${w.load(w.bind(v, t.dtype, 'read'), broadcastIndex(out.shape, t.shape, 'i'))};`);
-        local.set(v, id);
+        lines.push(`let ${id} = ${w.load(w.bind(v, t.dtype, 'read'), broadcastIndex(at, t.shape, 'i'))};`);
+        local.set(key, id);
       }
       return id;
     });
@@ -228,6 +288,9 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
     if (p === head) return true;
     return opRow(p.op).alias?.view === true && viewOfHead(p.inputs[0]);
   };
+  // A chain value seen through views.
+  const views = viewsOf(g);
+  const inner = (x: string): string | undefined => (producerIn.has(x) ? x : views.has(x) ? inner(views.get(x)!) : undefined);
   const fromHead = new Map<string, boolean>();
   const isHead = (v: string) => {
     let r = fromHead.get(v);
@@ -239,17 +302,19 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
     out: { buffer: last.outputs[0], dtype: out.dtype },
     apply: (w, v, idx) => {
       // Every operand is parenthesized: a row's expression may put it next to an operator.
-      const value = (x: string): string => {
+      // `at`: the shape of the node reading `x` (an input is broadcast to it).
+      const value = (x: string, at: number[]): string => {
         if (isHead(x)) return `(${v})`;
-        const n = producerIn.get(x);
+        const n = producerIn.get(inner(x) ?? x);
         if (!n) {
           const t = type(x);
-          return w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(out.shape, t.shape, `(${idx})`));
+          return w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(at, t.shape, `(${idx})`));
         }
-        const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]))(...n.inputs.map((i) => (i ? value(i) : '')));
-        return `(${n === last ? e : w.round(type(n.outputs[0]).dtype, e)})`;
+        const t = type(n.outputs[0]);
+        const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), t)(...n.inputs.map((i) => (i ? value(i, t.shape) : '')));
+        return `(${n === last ? e : w.round(t.dtype, e)})`;
       };
-      return `(${value(last.outputs[0])})`;
+      return `(${value(last.outputs[0], out.shape)})`;
     },
   };
   // GEMM rows read the epilogue from the context; rows built on mapKernel from their writer.
