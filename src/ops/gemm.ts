@@ -106,8 +106,10 @@ function gemmGradRule(ctx: GradCtx): (string | undefined)[] {
   const g = (x: string, y: string, ta: boolean, tb: boolean) =>
     ctx.emit('Gemm', [x, y], { transA: ta ? 1 : 0, transB: tb ? 1 : 0, alpha })[0];
   // Y = alpha op(A) op(B): dop(A) = alpha dY op(B)^T, dop(B) = alpha op(A)^T dY.
-  const da = tA ? (tB ? g(b, dy, true, true) : g(b, dy, false, true)) : tB ? g(dy, b, false, false) : g(dy, b, false, true);
+  // B's gradient first: in a linear layer it is the last reader of the activations A, which
+  // then die before A's gradient is allocated (B, the weight, outlives the step anyway).
   const db = tB ? (tA ? g(dy, a, true, true) : g(dy, a, true, false)) : tA ? g(a, dy, false, false) : g(a, dy, true, false);
+  const da = tA ? (tB ? g(b, dy, true, true) : g(b, dy, false, true)) : tB ? g(dy, b, false, false) : g(dy, b, false, true);
   let dc: string | undefined;
   if (c) {
     dc = sumTo(ctx, dy, ctx.type(c).shape);
