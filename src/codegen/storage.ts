@@ -283,7 +283,10 @@ export function rowKernel(
   opts: { out: string; outDtype: DType; rows: RowShape; prologue: string; element: (c: string) => string },
 ): Kernel {
   const { outer, len, inner } = opts.rows;
-  const out = w.bind(opts.out, opts.outDtype, 'read_write');
+  // Fused consumers (an epilogue, see mapKernel) store their value from each element's.
+  const epi = w.epilogue?.replaces === opts.out ? w.epilogue : undefined;
+  const out = epi ? w.bind(epi.out.buffer, epi.out.dtype, 'read_write') : w.bind(opts.out, opts.outDtype, 'read_write');
+  const value = (c: string, idx: string) => (epi ? epi.apply(w, w.round(opts.outDtype, opts.element(c)), idx) : opts.element(c));
   const pw = w.layout(out).perWord;
   if (pw > 1 && (inner !== 1 || len % pw !== 0)) {
     const compute = [
@@ -297,8 +300,8 @@ export function rowKernel(
   const rows = outer * inner;
   const store =
     pw === 1
-      ? w.store(out, `base + c * ${inner}u`, opts.element('c'))
-      : w.storeWord(out, `(base + c) / ${pw}u`, Array.from({ length: pw }, (_, k) => opts.element(`(c + ${k}u)`)));
+      ? w.store(out, `base + c * ${inner}u`, value('c', `base + c * ${inner}u`))
+      : w.storeWord(out, `(base + c) / ${pw}u`, Array.from({ length: pw }, (_, k) => value(`(c + ${k}u)`, `base + c + ${k}u`)));
   const body = [
     `let row = flat;`,
     `if (row >= ${rows}u) { return; }`,

@@ -215,6 +215,8 @@ export const layerNormOps: OpRow[] = [
     precision: 'deny',
     arity: [5, 5],
     outputs: 1,
+    // A row kernel: fused consumers (the residual stream's gradient sum, a cast) go into its store.
+    epilogue: true,
     infer: (n, [dy, x, scale]) => {
       floatOf(n, dy, 'dY');
       checkParam(n, 'Scale', scale, lnDims(n, x.shape));

@@ -60,6 +60,8 @@ function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
     precision: 'deny',
     arity: [1, 1],
     outputs: 1,
+    // A row kernel: fused consumers (the cast of attention's probabilities) go into its store.
+    epilogue: true,
     // One pass over each row: recomputed in the backward pass rather than kept (attention's
     // probabilities are the largest activation of a transformer at moderate context).
     recompute: () => true,
@@ -110,6 +112,7 @@ function softmaxGradRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
     precision: 'deny',
     arity: [2, 2],
     outputs: 1,
+    epilogue: true,
     infer: (n, [dy, y]) => {
       sameShapeFloat(n, [dy, y]);
       return [{ dtype: dy.dtype, shape: [...y.shape] }];

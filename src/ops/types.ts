@@ -103,7 +103,8 @@ export interface OpRow {
   expr?: (n: Node, w: KernelWriter, ins: ValueType[], out: ValueType) => (...xs: string[]) => string;
   /**
    * The row's WGSL is one kernel writing its one output element by element and honours
-   * `EmitCtx.epilogue`: elementwise consumers can be fused into its store (GEMM epilogues).
+   * `EmitCtx.epilogue` (or its writer's, for rows built on mapKernel/rowKernel): elementwise
+   * consumers can be fused into its store (GEMM epilogues; Softmax and LayerNorm gradients).
    */
   epilogue?: boolean;
   /**
