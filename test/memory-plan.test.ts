@@ -4,7 +4,12 @@
 // share; a planned program trains bit-identically to an unplanned one; and low-precision
 // values wait for the backward pass in their own type (no f32 twin).
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { compileModel, type ProgramFile } from '../src/compile/compile.js';
+import { peakLive, planMemory } from '../src/codegen/memory-plan.js';
+import { GPT12, gptOnnx } from '../src/models/gpt.js';
 import { importOnnxFile } from '../src/onnx/import.js';
 import { runPipeline, TRAIN_PIPELINE } from '../src/passes/pipeline.js';
 import { passCtx } from '../src/compile/options.js';
@@ -127,6 +132,24 @@ describe('memory plan', () => {
     // the fp32 block's saved bytes; the rest halves.
     const saved = (policy: string) => compileModel('models/gpt-block.onnx', { policy, batch: 8 }).code.memory.train!.saved;
     expect(saved('fp16')).toBeLessThanOrEqual(0.75 * saved('fp32'));
+  });
+});
+
+describe('placement', () => {
+  it('the 12-layer GPT: the arenas hold no more than 1% above the most bytes live at once (fp32, fp16)', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mpc-plan-')), 'gpt12.onnx');
+    writeFileSync(file, gptOnnx(GPT12));
+    for (const policy of ['fp32', 'fp16']) {
+      const { code } = compileModel(file, { policy, batch: 8 });
+      const lists = Object.fromEntries(Object.entries(code.schedules).map(([k, s]) => [k, s.kernels]));
+      const keep = new Set(Object.values(code.schedules).flatMap((s) => [...Object.values(s.inputs), ...Object.values(s.outputs)]));
+      const plan = planMemory(code.buffers, code.kernels, lists, keep);
+      const arenas = new Set(plan.allocOf.filter((a, b) => a >= 0 && !plan.pinned[b]));
+      const arena = [...arenas].reduce((s, a) => s + plan.allocations[a], 0);
+      const peak = Math.max(...Object.entries(lists).map(([k, l]) => peakLive(plan, code.buffers, k, l.length).bytes));
+      expect(arena, policy).toBeGreaterThanOrEqual(peak);
+      expect(arena / peak, policy).toBeLessThanOrEqual(1.01);
+    }
   });
 });
 
