@@ -39,14 +39,27 @@ describe('fusion', () => {
         expect(fused.logits).toEqual(plain.logits);
       });
 
-  it('GEMM epilogues: the GPT block fp16 stores each projection once, with its f32 cast and residual add applied', () => {
-    const c = compileModel('models/gpt-block.onnx', { policy: 'fp16', batch: 2 });
-    const g = c.train;
-    const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
-    const headed = [...plan.groups.values()].filter((chain) => chain.some((n) => opRow(n.op).epilogue));
-    expect(headed.length).toBeGreaterThan(0);
-    const ops = headed.map((chain) => chain.map((n) => n.op).join(' '));
-    expect(ops).toContain('Gemm Cast Add');
+  it('GEMM epilogues: the GPT block stores each projection once — fp32 with the residual add applied; fp16 in f16, saved for the backward pass, which recomputes the f32 sum', () => {
+    const headedOps = (policy: string) => {
+      const c = compileModel('models/gpt-block.onnx', { policy, batch: 2 });
+      const g = c.train;
+      const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
+      const headed = [...plan.groups.values()].filter((chain) => chain.some((n) => opRow(n.op).epilogue));
+      expect(headed.length).toBeGreaterThan(0);
+      return { g, plan, ops: headed.map((chain) => chain.map((n) => n.op).join(' ')) };
+    };
+    expect(headedOps('fp32').ops).toContain('Gemm Add');
+    const { g, plan } = headedOps('fp16');
+    // The projections' f16 results are read twice (the forward sum, the backward pass's
+    // recomputation of it): stored by the GEMM itself, f16, no epilogue.
+    for (const name of ['/attn/proj/MatMul.gemm', '/mlp/proj/MatMul.gemm']) {
+      const gemm = g.nodes.find((n) => n.outputs[0] === name)!;
+      expect(g.values.get(name)!.dtype).toBe('f16');
+      expect([...plan.groups.values()].some((chain) => chain.includes(gemm)), name).toBe(false);
+    }
+    // In the backward pass, a GEMM whose f16 result is widened for an f32 consumer stores the
+    // widened value.
+    expect(headedOps('fp16').ops).toContain('Gemm Cast');
   });
 
   it('row kernels take epilogues: Softmax stores attention probabilities in f16, the gradients of Softmax and LayerNorm their casts and sums', () => {

@@ -34,6 +34,8 @@ import type { Pass } from './pass.js';
 
 /** Longest chain of ops recomputed for one saved value. */
 const MAX_DEPTH = 12;
+/** Longest chain of trades: a traded value recomputed from another traded value, and so on. */
+const MAX_TRADE_CHAIN = 2;
 
 /** Recomputed per reader: elementwise and movement rows, and views (free: a recomputed view aliases its recomputed input). */
 function perReader(n: Node): boolean {
@@ -109,35 +111,43 @@ export const rematerialize: Pass = {
 
     // Trading a saved value for smaller saved inputs. `lacking` collects the forward values
     // that recomputing a value needs kept and are not yet (`need`), and the saved values it
-    // relies on (`relies`); false where it would rely on a traded value. A value relied on is
-    // never traded itself: a trade recomputes one op from saved values, never a chain of
-    // trades (recomputing the whole residual stream of a 12-layer GPT from its embedding saves
-    // more bytes but costs hundreds of kernels a step).
-    const traded = new Set<string>();
+    // relies on (`relies`); it may rely on traded values up to MAX_TRADE_CHAIN trades deep
+    // (`chain`: the deepest). A value relied on is never traded itself. Candidates go in
+    // forward order, so along the residual stream of a transformer every third sum stays
+    // saved and the two after it are recomputed from it and the sublayer outputs (an unbounded
+    // chain would recompute the whole stream from the embedding in every layer: hundreds of
+    // kernels a step on a 12-layer GPT).
+    const traded = new Map<string, number>(); // value -> its chain depth (1: from saved values only)
     const pinned = new Set<string>();
-    const lacking = (v: string, depth: number, need: Set<string>, relies: Set<string>): boolean => {
+    const lacking = (v: string, depth: number, need: Set<string>, relies: Set<string>, chain: { depth: number }): boolean => {
       if (kept(v)) return true;
-      if (traded.has(v)) return false;
+      const t = traded.get(v);
+      if (t !== undefined) {
+        chain.depth = Math.max(chain.depth, t);
+        return t < MAX_TRADE_CHAIN;
+      }
       if (bwdReads.has(v)) {
         if (!recomputed.has(v)) relies.add(v);
         return true;
       }
       const n = fwd.get(v)!;
       if (!cheap(g, n) || depth > MAX_DEPTH) need.add(v);
-      else for (const i of n.inputs) if (i && !lacking(i, depth + 1, need, relies)) return false;
+      else for (const i of n.inputs) if (i && !lacking(i, depth + 1, need, relies, chain)) return false;
       return true;
     };
-    for (const v of [...bwdReads]) {
-      const n = fwd.get(v);
-      if (!n || kept(v) || recomputed.has(v) || pinned.has(v) || !cheap(g, n)) continue;
-      const need = new Set<string>(), relies = new Set<string>();
-      if (!n.inputs.every((i) => !i || lacking(i, 1, need, relies)) || !need.size) continue;
+    const order = new Map(g.nodes.map((n, i) => [n, i]));
+    const candidates = [...bwdReads].filter((v) => fwd.has(v)).sort((a, b) => order.get(fwd.get(a)!)! - order.get(fwd.get(b)!)!);
+    for (const v of candidates) {
+      const n = fwd.get(v)!;
+      if (kept(v) || recomputed.has(v) || pinned.has(v) || !cheap(g, n)) continue;
+      const need = new Set<string>(), relies = new Set<string>(), chain = { depth: 0 };
+      if (!n.inputs.every((i) => !i || lacking(i, 1, need, relies, chain)) || !need.size) continue;
       let cost = 0;
       for (const i of need) cost += bytes(g, i);
       if (cost >= bytes(g, v)) continue;
       for (const i of need) bwdReads.add(i);
       for (const i of relies) pinned.add(i);
-      traded.add(v);
+      traded.set(v, chain.depth + 1);
       recomputed.add(v);
     }
     if (traded.size) memo.clear();
@@ -157,14 +167,17 @@ export const rematerialize: Pass = {
     const before = new Map<Node, Node[]>(); // gradient node -> nodes recomputed right before it
     // The value to read in the backward pass instead of `v` (recomputing it if it is cheap and
     // its inputs allow; else `v` itself, which is then kept).
-    const materialize = (v: string, at: Node): string => {
+    // `within`: recomputing a traded value, whose traded inputs get copies of its own (they die
+    // with it, instead of living on to their own readers, which come later in the backward pass).
+    const materialize = (v: string, at: Node, within = false): string => {
       const n = fwd.get(v);
-      const key = n && !(perReader(n) && !traded.has(v)) ? v : `${v}|${at.name}`;
+      const sharedCopy = (m: Node) => !perReader(m) || (traded.has(v) && !within);
+      const key = n && sharedCopy(n) ? v : `${v}|${at.name}`;
       const done = copies.get(key);
       if (done) return done;
       if (kept(v) || (bwdReads.has(v) && !recomputed.has(v))) return v;
       if (!recomputed.has(v) && !(cheap(g, n!) && can(v, 1))) return v;
-      const inputs = n!.inputs.map((i) => (i ? materialize(i, at) : i));
+      const inputs = n!.inputs.map((i) => (i ? materialize(i, at, traded.has(v)) : i));
       // Every output of the node is recomputed (LayerNormalization's statistics come along).
       const outputs = n!.outputs.map((o) => {
         if (!o) return o;
@@ -179,7 +192,7 @@ export const rematerialize: Pass = {
       if (list) list.push(copy);
       else before.set(at, [copy]);
       n!.outputs.forEach((o, k) => {
-        if (o) copies.set(perReader(n!) && !traded.has(v) ? `${o}|${at.name}` : o, outputs[k]);
+        if (o) copies.set(sharedCopy(n!) ? o : `${o}|${at.name}`, outputs[k]);
       });
       return copies.get(key)!;
     };
