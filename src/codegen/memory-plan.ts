@@ -189,12 +189,26 @@ export function planMemory(
   // first; both are tried and the smaller total kept (GPT12 fp32 at batch 8: 62.6 MiB with
   // ties in buffer order, 60.0 with the longest lived first, for a peak of 60.0 live).
   const orders = [
-    [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || span(b) - span(a) || a - b),
-    [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || startOf(a) - startOf(b) || a - b),
+    () => [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || span(b) - span(a) || a - b),
+    () => [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || startOf(a) - startOf(b) || a - b),
   ];
-  let placed = place(orders[0]);
+  // No placement takes fewer bytes than are live at once in a schedule: one that reaches that
+  // bound ends the search.
+  let bound = 0;
+  for (let k = 0; k < S; k++) {
+    const delta = new Float64Array((schedules[names[k]]?.length ?? 0) + 1);
+    for (const i of transient)
+      if (firstAt[i * S + k] >= 0 && buffers[i].bytes <= ARENA_LIMIT) {
+        delta[firstAt[i * S + k]] += buffers[i].bytes;
+        delta[lastAt[i * S + k] + 1] -= buffers[i].bytes;
+      }
+    let cur = 0;
+    for (const d of delta) bound = Math.max(bound, (cur += d));
+  }
+  let placed = place(orders[0]());
   for (const order of orders.slice(1)) {
-    const p = place(order);
+    if (placed.total <= bound) break;
+    const p = place(order());
     if (p.total < placed.total) placed = p;
   }
   const base = allocations.length;
