@@ -62,6 +62,24 @@ describe('fusion', () => {
     expect(headedOps('fp16').ops).toContain('Gemm Cast');
   });
 
+  it('GELU, which reads its input twice, is the epilogue of the GEMM before it where nothing else reads that GEMM (inference)', () => {
+    const c = compileModel('models/gpt-block.onnx', { policy: 'fp32', batch: 2 });
+    const g = c.eval;
+    const plan = planFusion(g, new Set(g.outputs));
+    const fc = g.nodes.find((n) => n.outputs[0] === '/mlp/fc/MatMul.gemm')!;
+    const chain = [...plan.groups.values()].find((ch) => ch[0] === fc);
+    expect(chain?.map((n) => n.op)).toEqual(['Gemm', 'Div', 'Erf', 'Add', 'Mul', 'Mul']);
+    // GELU's input (the GEMM's result, seen through a view) has two readers, both in the chain.
+    const x = '/mlp/fc/Add_output_0';
+    expect(readersOf(g, x).length).toBe(2);
+    for (const r of readersOf(g, x)) expect(chain).toContain(r);
+    // The training step saves that result for the backward pass: no epilogue there.
+    const t = c.train;
+    const tplan = planFusion(t, new Set([...t.outputs, (t.meta.loss as { value: string }).value]));
+    const tfc = t.nodes.find((n) => n.outputs[0] === '/mlp/fc/MatMul.gemm')!;
+    expect([...tplan.groups.values()].some((ch) => ch[0] === tfc)).toBe(false);
+  });
+
   it('row kernels take epilogues: Softmax stores attention probabilities in f16, the gradients of Softmax and LayerNorm their casts and sums', () => {
     const c = compileModel('models/gpt-block.onnx', { policy: 'fp16', batch: 2 });
     const g = c.train;

@@ -111,6 +111,24 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
     for (const m of chain) for (const i of m.inputs) if (i) reads.set(i, (reads.get(i) ?? 0) + 1);
     for (const [v, k] of reads) {
       const p = producer.get(v);
+      // A GEMM's result (through views) read several times by this chain only (GELU's input):
+      // the chain becomes its epilogue, each reader using the accumulator.
+      let u = v;
+      const isView = (x: string) => {
+        const q = producer.get(x);
+        return q !== undefined && opRow(q.op).alias?.view === true;
+      };
+      while (isView(u) && !pinned.has(u)) {
+        u = producer.get(u)!.inputs[0];
+        if (uses.get(u) !== 1) break;
+      }
+      const h = producer.get(u);
+      if (h && !chainOf.has(h) && headCapable(h) && k >= 2 && k === uses.get(v) && !pinned.has(v) && !pinned.has(u) && (u === v || uses.get(u) === 1) && h.phase === last.phase && sizeOf(type(u).shape) === sizeOf(type(v).shape) && type(v).shape.join() === shape) {
+        const merged = [h, ...chain];
+        if (inPlaceBefore[index.get(last)!] !== inPlaceBefore[index.get(h)!] || externals(g, merged) + 1 > MAX_BINDINGS) continue;
+        chainOf.set(last, merged);
+        return true;
+      }
       const pc = p && chainOf.get(p);
       if (!pc || pc === chain || k < 2 || k !== uses.get(v) || pinned.has(v) || p!.phase !== last.phase || type(v).shape.join() !== shape) continue;
       // A chain headed by a GEMM gives up its epilogue when the GEMM's own result takes no
