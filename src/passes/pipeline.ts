@@ -19,6 +19,7 @@ import { optimizer } from './optimizer.js';
 import { quantizeFp8 } from './quantize-fp8.js';
 import { rematerialize } from './rematerialize.js';
 import { selectParams, selectParamsEval } from './select-params.js';
+import { weightLayout } from './weight-layout.js';
 import type { Pass, PassCtx } from './pass.js';
 
 /** Training step: forward, loss, backward, optimizer, loss scaling. */
@@ -44,7 +45,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
 ];
 
 /** Inference: the forward graph in the same precision. */
-export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, cse, selectParamsEval, inferTypes, decompose, linearToGemm, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, cse, selectParamsEval, inferTypes, decompose, linearToGemm, weightLayout, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
 
 export class PostConditionError extends Error {}
 
