@@ -21,8 +21,8 @@
 // lacks costs fewer bytes than keeping it (a trade): under fp16/bf16 the f32 residual stream
 // after a sublayer, x + float(f(x)), is recomputed from x (kept for the sublayer's LayerNorm)
 // and the f16 sublayer output, which the backward pass keeps instead at half the bytes. A
-// traded value is recomputed once, before its first gradient reader, and a trade never relies
-// on another trade (no chains: each recomputation is one op from saved values).
+// traded value is recomputed once, before its first gradient reader; trades chain at most
+// MAX_TRADE_CHAIN deep (a traded value recomputed from another one).
 //
 // Recomputing runs the same kernel on the same inputs, so the results are bit-identical.
 import type { Graph, Node } from '../ir/graph.js';
