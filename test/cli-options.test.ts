@@ -1,11 +1,12 @@
 // The command line's options: numbers are validated (exit 2, one line), a --dim the model does
 // not have is an error, a --class rule that matches nothing is a warning, --train/--freeze/
 // --const reach the compiled program, and `mpc inspect` prints a summary and JSON / Graphviz.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { saveNpy } from '../src/data/npy.js';
+import { gptOnnx } from '../src/models/gpt.js';
 import { buildOnce, expectOk, expectUsageError, mpc, ROOT } from './helpers/cli.js';
 
 const MLP = join(ROOT, 'models', 'mlp.onnx');
@@ -152,6 +153,18 @@ describe('inspect', () => {
     const json = JSON.parse((await mpc('inspect', MLP, '--batch', '4', '--format', 'json', '--graph', 'eval')).stdout);
     expect(r.stdout.match(/^ {2}n\d+ \[label=/gm)!.length).toBe(json.summary.nodes);
     expectUsageError(await mpc('inspect', MLP, '--format', 'svg'), /--format/);
+  });
+
+  it('--graph eval follows --subgroup-size as compile does: the weight-layout copies appear with a subgroup size', async () => {
+    const model = join(tmp(), 'gpt.onnx');
+    writeFileSync(model, gptOnnx({ layers: 1, width: 128, heads: 4, context: 8, vocab: 32 }));
+    const copies = async (size: string) => {
+      const r = await mpc('inspect', model, '--batch', '2', '--format', 'json', '--graph', 'eval', '--subgroup-size', size);
+      expectOk(r);
+      return (JSON.parse(r.stdout).ir.nodes as { op: string; name: string }[]).filter((n) => n.op === 'Transpose' && n.name.endsWith('.kn')).length;
+    };
+    expect(await copies('8')).toBe(1);
+    expect(await copies('off')).toBe(0);
   });
 });
 

@@ -248,7 +248,7 @@ export function buildCli(): Command {
       .option('--list-passes', 'list the passes in order and exit')
       .addOption(new Option('--format <format>', 'text (a summary, then the graph), json, or dot (Graphviz)').choices(['text', 'json', 'dot']).default('text')),
   ).action(
-    run((model: string | undefined, o: CompileCliOpts & { after?: string; graph: 'train' | 'eval'; listPasses?: boolean; format: 'text' | 'json' | 'dot' }) => {
+    run(async (model: string | undefined, o: CompileCliOpts & { after?: string; graph: 'train' | 'eval'; listPasses?: boolean; format: 'text' | 'json' | 'dot' }) => {
       const passes = o.graph === 'eval' ? EVAL_PIPELINE : TRAIN_PIPELINE;
       if (o.listPasses) {
         process.stdout.write(passes.map((p) => `${p.name.padEnd(18)} ${p.doc}`).join('\n') + '\n');
@@ -258,6 +258,8 @@ export function buildCli(): Command {
       if (o.after && !passes.some((p) => p.name === o.after))
         throw new InputError(`unknown pass '${o.after}' for the ${o.graph} graph (passes: ${passes.map((p) => p.name).join(', ')})`);
       const opts = compileOptions(o);
+      // The inference graph depends on the subgroup size (weight-layout), as `mpc compile` sees it.
+      if (o.graph === 'eval') opts.target = { ...opts.target, subgroupSize: await subgroupSize(o.subgroupSize) };
       const ctx = asInput(() => passCtx(opts));
       const g = lowerModel(importOnnxFile(model, { consts: opts.consts }), ctx, passes, model, { after: o.after });
       const after = o.after ?? passes[passes.length - 1].name;
