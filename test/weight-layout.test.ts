@@ -1,5 +1,5 @@
-// The inference program reads a transposed copy of a weight whose rows are a multiple of
-// 2 KiB apart (passes/weight-layout.ts): the GEMM then runs without transB. Same numbers: the
+// The inference program reads a transposed copy of a weight whose rows are a power of two of
+// at least 2 KiB apart (passes/weight-layout.ts): the GEMM then runs without transB. Same numbers: the
 // interpreter and the device compute the same products in the same order either way.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
