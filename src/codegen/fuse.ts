@@ -103,6 +103,10 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
   // other chain only, is computed inside that chain's kernel (once per element, kept in a
   // register for every reader) instead of reaching memory. GELU's backward pass reads the
   // gradient of its output twice; with this it is one kernel, and no f32 intermediate waits.
+  const isView = (x: string) => {
+    const q = producer.get(x);
+    return q !== undefined && opRow(q.op).alias?.view === true;
+  };
   const shared = (last: Node): boolean => {
     const chain = chainOf.get(last)!;
     if (chain.some((m) => headCapable(m))) return false;
@@ -114,10 +118,6 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
       // A GEMM's result (through views) read several times by this chain only (GELU's input):
       // the chain becomes its epilogue, each reader using the accumulator.
       let u = v;
-      const isView = (x: string) => {
-        const q = producer.get(x);
-        return q !== undefined && opRow(q.op).alias?.view === true;
-      };
       while (isView(u) && !pinned.has(u)) {
         u = producer.get(u)!.inputs[0];
         if (uses.get(u) !== 1) break;
