@@ -112,3 +112,46 @@ describe('fp8 weights', () => {
     expect(doubly).toBeGreaterThan(0);
   });
 });
+
+describe('fp8 activations in the backward pass', () => {
+  // HYBRID recipe: E4M3 for what the forward pass computes, E5M2 for gradients only. The
+  // gradients of attention's batched products (dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO, dP = dO·Vᵀ)
+  // read forward activations; they must read the E4M3 copy the forward product read, not a
+  // transposed copy quantized again as if it were a gradient.
+  it('the GPT block quantizes each forward activation once, as E4M3, and its backward GEMMs read that copy', () => {
+    const c = compileModel('models/gpt-block.onnx', { policy: 'fp8', batch: 2 });
+    const g = c.train;
+    const phase = new Map<string, string | undefined>();
+    for (const n of g.nodes) for (const o of n.outputs) phase.set(o, n.phase);
+    const tensors = g.meta.fp8 as Fp8Tensor[];
+    const quantizedBy = new Map(tensors.map((t) => [t.quantized, t]));
+    // Follow a value back through data movement to what computed it.
+    const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+    const MOVES = new Set(['Transpose', 'Reshape', 'mpc.View', 'Identity']);
+    const root = (v: string): string => {
+      const p = producer.get(v);
+      return p && MOVES.has(p.op) ? root(p.inputs[0]) : v;
+    };
+    let forwardReadInBackward = 0;
+    for (const t of tensors) {
+      const computedIn = phase.get(root(t.value)) === 'backward' ? 'backward' : 'forward';
+      expect(`${t.value}: ${t.format}`).toBe(`${t.value}: ${computedIn === 'backward' ? 'f8e5m2' : 'f8e4m3fn'}`);
+    }
+    for (const n of g.nodes) {
+      if (n.phase !== 'backward' || (n.op !== 'MatMul' && n.op !== 'Gemm')) continue;
+      for (const v of n.inputs.slice(0, 2)) {
+        const t = quantizedBy.get(v.replace(/\.remat(_\d+)?$/, ''));
+        expect(t, `${n.name} reads ${v}`).toBeDefined();
+        if (t!.format === 'f8e4m3fn') forwardReadInBackward++;
+      }
+    }
+    // Each attention product's two gradients read one forward operand each (4), every weight
+    // GEMM's two gradients read the weight and the input (2 each).
+    expect(forwardReadInBackward).toBeGreaterThanOrEqual(4);
+    // One quantization per forward value and format.
+    const keys = tensors.map((t) => `${t.value}|${t.format}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    const roots = tensors.filter((t) => t.format === 'f8e4m3fn').map((t) => root(t.value));
+    expect(new Set(roots).size).toBe(roots.length);
+  });
+});

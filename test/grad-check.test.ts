@@ -121,6 +121,15 @@ for (const [a, b] of [
   [[2, 1, 4, 3], [3, 3, 2]],
 ])
   CASES.push({ op: 'MatMul', what: `[${a}] x [${b}]`, ins: [x(...a), x(...b)] });
+// mpc's own transA / transB on MatMul (the backward pass of a batched product sets them): the
+// operand's last two axes are stored swapped.
+for (const [a, b, attrs] of [
+  [[2, 3, 4], [2, 3, 5], { transA: 1 }],
+  [[2, 4, 3], [2, 5, 3], { transB: 1 }],
+  [[2, 1, 3, 4], [3, 5, 3], { transA: 1, transB: 1 }],
+  [[3, 4], [2, 5, 4], { transB: 1 }],
+] as [number[], number[], Attrs][])
+  CASES.push({ op: 'MatMul', what: `[${a}] x [${b}] ${Object.keys(attrs).join(' ')}`, ins: [x(...a), x(...b)], attrs });
 CASES.push(
   { op: 'Gemm', what: 'X·Xᵀ', ins: [x(4, 3), { shape: [4, 3], sameAs: 0 }], attrs: { transB: 1 } },
   { op: 'Gemm', what: 'Xᵀ·X + C, alpha beta', ins: [x(4, 3), { shape: [4, 3], sameAs: 0 }, x(3, 3)], attrs: { transA: 1, alpha: 0.5, beta: 2 } },

@@ -178,6 +178,13 @@ for (const [a, b, what, lowp] of [
   [[2, 1, 3, 4], [5, 4, 6], 'both sides broadcast, B of lower rank', false],
 ] as [number[], number[], string, boolean][])
   CASES.push({ op: 'MatMul', what: `[${a}] x [${b}] ${what}`, ins: [f(...a), f(...b)], types: lowp ? ALL_T : ['f32'] });
+// mpc's transA / transB on MatMul (set by the backward pass of a batched product).
+for (const [a, b, attrs, what] of [
+  [[3, 4, 5], [3, 4, 6], { transA: 1 }, 'transA batched'],
+  [[3, 5, 4], [3, 6, 4], { transB: 1 }, 'transB batched'],
+  [[2, 1, 4, 3], [5, 6, 4], { transA: 1, transB: 1 }, 'transA transB, both sides broadcast'],
+] as [number[], number[], Attrs, string][])
+  CASES.push({ op: 'MatMul', what: `[${a}] x [${b}] ${what}`, ins: [f(...a), f(...b)], attrs, types: ALL_T });
 
 // Cast: between float formats (incl. fp8), to and from integers and bool.
 const castValues: number[] = [

@@ -58,10 +58,16 @@ interface MatMulShape {
   out: number[];
 }
 
+/**
+ * MatMul's shapes. Attributes `transA` / `transB` are mpc's own (the backward pass sets them,
+ * ONNX's MatMul has none): the operand's last two axes are stored swapped, so the gradients
+ * of a batched product read the forward operands as they are, with no transposed copy.
+ */
 function matmulShape(n: Node, a: number[], b: number[]): MatMulShape {
   if (a.length < 2 || b.length < 2) throw new Error(`MatMul '${n.name}': 1-D operands are not supported yet ([${a}] x [${b}])`);
-  const [M, K] = a.slice(-2);
-  const [K2, N] = b.slice(-2);
+  const last2 = (s: number[], t: boolean) => (t ? s.slice(-2).reverse() : s.slice(-2));
+  const [M, K] = last2(a, attrInt(n, 'transA', 0) === 1);
+  const [K2, N] = last2(b, attrInt(n, 'transB', 0) === 1);
   if (K !== K2) throw new Error(`MatMul '${n.name}': inner dimensions differ (${K} vs ${K2})`);
   const batch = broadcastShapes(a.slice(0, -2), b.slice(0, -2));
   return { batch, M, N, K, out: [...batch, M, N] };
@@ -279,8 +285,8 @@ export const gemmOps: OpRow[] = [
           { dtype: b.dtype, shape: [K, N], data: b.data.subarray(offB[i], offB[i] + K * N) },
           undefined,
           s,
-          false,
-          false,
+          attrInt(n, 'transA', 0) === 1,
+          attrInt(n, 'transB', 0) === 1,
           alpha,
           0,
         );
@@ -294,13 +300,15 @@ export const gemmOps: OpRow[] = [
       const [a, b] = ctx.node.inputs;
       const as = ctx.type(a).shape;
       const bs = ctx.type(b).shape;
-      if (as.length === 2 && bs.length === 2) {
+      const tA = attrInt(ctx.node, 'transA', 0) === 1;
+      const tB = attrInt(ctx.node, 'transB', 0) === 1;
+      if (!tA && !tB && as.length === 2 && bs.length === 2) {
         return [
           ctx.emit('Gemm', [dy, b], { transB: 1 })[0],
           ctx.emit('Gemm', [a, dy], { transA: 1 })[0],
         ];
       }
-      if (bs.length === 2) {
+      if (!tA && !tB && bs.length === 2) {
         // A [..., M, K] x W [K, N] (a linear layer on a batch of sequences): fold the batch
         // into the rows, so both gradients are single GEMMs (no per-batch products to sum).
         const rows = sizeOf(as.slice(0, -1));
@@ -309,13 +317,13 @@ export const gemmOps: OpRow[] = [
         const dy2 = view(dy, [rows, bs[1]]);
         return [view(ctx.emit('Gemm', [dy2, b], { transB: 1 })[0], as), ctx.emit('Gemm', [a2, dy2], { transA: 1 })[0]];
       }
-      const tr = (x: string) => {
-        const r = ctx.type(x).shape.length;
-        const perm = [...Array(r).keys()];
-        [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
-        return ctx.emit('Transpose', [x], { perm })[0];
-      };
-      return [sumTo(ctx, ctx.emit('MatMul', [dy, tr(b)])[0], as), sumTo(ctx, ctx.emit('MatMul', [tr(a), dy])[0], bs)];
+      // Batched: dA = dY Bᵀ, dB = Aᵀ dY, the transposes read by the GEMM's loads (transA/B),
+      // so under fp8 the forward operands keep the one E4M3 copy the forward product read.
+      const mm = (x: string, y: string, ta: boolean, tb: boolean) => ctx.emit('MatMul', [x, y], { ...(ta ? { transA: 1 } : {}), ...(tb ? { transB: 1 } : {}) })[0];
+      // Y = op(A) op(B): dop(A) = dY op(B)ᵀ, dop(B) = op(A)ᵀ dY (as for Gemm).
+      const da = tA ? (tB ? mm(b, dy, true, true) : mm(b, dy, false, true)) : tB ? mm(dy, b, false, false) : mm(dy, b, false, true);
+      const db = tB ? (tA ? mm(dy, a, true, true) : mm(dy, a, true, false)) : tA ? mm(a, dy, false, false) : mm(a, dy, true, false);
+      return [sumTo(ctx, da, as), sumTo(ctx, db, bs)];
     },
     wgsl: (n, ctx) => {
       const [a, b] = n.inputs;
@@ -335,6 +343,8 @@ export const gemmOps: OpRow[] = [
           M: s.M,
           N: s.N,
           K: s.K,
+          transA: attrInt(n, 'transA', 0) === 1,
+          transB: attrInt(n, 'transB', 0) === 1,
           batch: flat ? sizeOf(s.batch) : s.batch,
           a: { ...operand(n, ctx, 0), batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
           b: { ...operand(n, ctx, 1), batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },

@@ -105,8 +105,8 @@ function nodeFlops(n: IrJson['nodes'][number], shape: (v: string) => number[]): 
       return 2 * sizeOf(shape(n.outputs[0])) * (n.attrs.transA === 1 ? a[0] : a[1]);
     }
     case 'MatMul':
-      // out [...batch, M, N]; A [...batch, M, K].
-      return 2 * sizeOf(shape(n.outputs[0])) * shape(n.inputs[0]).at(-1)!;
+      // out [...batch, M, N]; A [...batch, M, K] or, transposed, [...batch, K, M].
+      return 2 * sizeOf(shape(n.outputs[0])) * shape(n.inputs[0]).at(n.attrs.transA === 1 ? -2 : -1)!;
     case 'Conv':
     case 'mpc.ConvGradInput':
     case 'mpc.ConvGradWeight': {
