@@ -13,6 +13,7 @@ import { bufferBytes, layoutOf } from '../src/codegen/storage.js';
 import { staticShape, type Graph } from '../src/ir/graph.js';
 import { floatInfo, roundArray, type FloatDType } from '../src/ir/dtypes.js';
 import { GPT12, gptOnnx } from '../src/models/gpt.js';
+import { matmulK } from '../src/ops/matmul-k.js';
 import { getGpu, type Gpu } from '../src/runtime/device.js';
 import { gpuEngine, loadProgramDir, type Engine } from '../src/runtime/engine.js';
 import { packValues, unpackValues } from '../src/runtime/layout-io.js';
@@ -76,7 +77,7 @@ export function gemmFlops(g: Graph): { flops: number; nodes: number } {
     if (n.op !== 'MatMul' && n.op !== 'Gemm') continue;
     const a = staticShape(g.values.get(n.inputs[0])!);
     const out = staticShape(g.values.get(n.outputs[0])!);
-    const K = n.op === 'Gemm' ? (n.attrs.transA === 1 ? a[0] : a[1]) : a[a.length - 1];
+    const K = n.op === 'Gemm' ? (n.attrs.transA === 1 ? a[0] : a[1]) : matmulK(n.attrs, a);
     flops += 2 * out.reduce((p, d) => p * d, 1) * K;
     nodes++;
   }

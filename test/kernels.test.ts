@@ -185,6 +185,14 @@ for (const [a, b, attrs, what] of [
   [[2, 1, 4, 3], [5, 6, 4], { transA: 1, transB: 1 }, 'transA transB, both sides broadcast'],
 ] as [number[], number[], Attrs, string][])
   CASES.push({ op: 'MatMul', what: `[${a}] x [${b}] ${what}`, ins: [f(...a), f(...b)], attrs, types: ALL_T });
+// permA / permB / permY (fold-transposes): operands read and the result written through strides.
+for (const [a, b, attrs, what] of [
+  [[2, 5, 3, 4], [2, 4, 3, 8], { permA: [0, 2, 1, 3], permB: [0, 2, 1, 3], permY: [0, 2, 1, 3] }, 'heads in place (Q·V-like, result transposed back)'],
+  [[2, 5, 3, 4], [2, 6, 3, 4], { permA: [0, 2, 1, 3], permB: [0, 2, 3, 1] }, 'scores Q·Kᵀ from [N,T,H,d]'],
+  [[2, 3, 4, 5], [2, 4, 3, 8], { transA: 1, permB: [0, 2, 1, 3], permY: [0, 2, 1, 3] }, 'transA with permB and permY'],
+  [[3, 4, 5], [5, 8], { permA: [1, 0, 2], permY: [1, 0, 2] }, 'B broadcast over a permuted batch'],
+] as [number[], number[], Attrs, string][])
+  CASES.push({ op: 'MatMul', what: `[${a}] x [${b}] ${what}`, ins: [f(...a), f(...b)], attrs, types: ALL_T });
 
 // Cast: between float formats (incl. fp8), to and from integers and bool.
 const castValues: number[] = [

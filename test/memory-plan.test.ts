@@ -246,10 +246,12 @@ describe('rematerialize', () => {
     // attention's scores, probabilities and weighted sum from the heads' queries, keys and values.
     for (const op of ['LayerNormalization', 'Softmax', 'MatMul']) expect(savedOps, op).not.toContain(op);
     // What must stay: the GELU input (the fc GEMM's output), LayerNorm's inputs (the residual
-    // stream) and the heads' transposes.
+    // stream) and the heads' queries, keys and values: the q, k, v GEMMs' outputs themselves,
+    // which the batched products read in place (fold-transposes), not transposed copies.
     expect(savedOps).toContain('Gemm');
     expect(savedOps).toContain('Add');
-    expect(savedOps).toContain('Transpose');
+    expect(savedOps).not.toContain('Transpose');
+    for (const h of ['q', 'k', 'v']) expect([...saved].some((v) => v.includes(`/attn/${h}/`) && prod.get(v)?.op === 'Gemm'), h).toBe(true);
   });
 
   it('fp16/bf16 trade f32 residual sums for their low-precision addends, recomputed in the backward pass, in chains of at most two', () => {

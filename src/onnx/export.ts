@@ -226,6 +226,37 @@ function emit(b: Builder, op: string, inputs: string[], outputs: string[], attrs
   b.nodes.push({ opType: op, input: inputs, output: outputs, attribute: attrs, name: name ?? `${outputs[0]}.${op}` });
 }
 
+/**
+ * An ONNX MatMul for mpc's, whose attributes (transA/transB, permA/permB/permY: transposes
+ * folded into the product) ONNX's MatMul does not have: Transposes of the operands and of the
+ * product around a plain MatMul.
+ */
+function emitMatMul(b: Builder, n: { name: string; inputs: string[] }, inputs: string[], outputs: string[], attrs: O.IAttributeProto[]): void {
+  const own = new Set(['transA', 'transB', 'permA', 'permB', 'permY']);
+  const ints = (a: O.IAttributeProto | undefined) => (a?.ints ?? []).map(Number);
+  const find = (k: string) => attrs.find((a) => a.name === k);
+  const operand = (k: 0 | 1): string => {
+    const x = inputs[k];
+    // The rank of the graph's operand (x may be its f32 or dequantized stand-in).
+    const rank = b.shape.get(n.inputs[k])!.length;
+    const perm = find(k ? 'permB' : 'permA') ? ints(find(k ? 'permB' : 'permA')) : [...Array(rank).keys()];
+    if (Number(find(k ? 'transB' : 'transA')?.i ?? 0) === 1) [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+    if (perm.every((p, i) => p === i)) return x;
+    const t = `${outputs[0]}.operand${k}`;
+    emit(b, 'Transpose', [x], [t], [{ name: 'perm', type: A.INTS, ints: perm }]);
+    b.dtype.set(t, b.dtype.get(x)!);
+    return t;
+  };
+  const ins = [operand(0), operand(1), ...inputs.slice(2)];
+  const rest = attrs.filter((a) => !own.has(a.name!));
+  const permY = find('permY');
+  if (!permY) return emit(b, 'MatMul', ins, outputs, rest, n.name);
+  const z = `${outputs[0]}.product`;
+  emit(b, 'MatMul', ins, [z], rest, n.name);
+  b.dtype.set(z, b.dtype.get(outputs[0])!);
+  emit(b, 'Transpose', [z], outputs, [{ name: 'perm', type: A.INTS, ints: ints(permY) }]);
+}
+
 function constant(b: Builder, name: string, t: Tensor, d: DType = t.dtype): string {
   if (!b.inits.has(name)) b.inits.set(name, tensorProto(name, t, d));
   b.dtype.set(name, d);
@@ -371,11 +402,18 @@ function exportPolicy(o: ExportOptions, program: ProgramFile, file: string | und
       const out = n.outputs[0];
       const to = b.dtype.get(out)!;
       const acc = to === 'f32' ? out : `${out}.f32`;
-      emit(b, n.op, inputs, [acc, ...n.outputs.slice(1)], attrs.filter((a) => a.name !== 'to'), n.name);
+      if (n.op === 'MatMul') {
+        b.dtype.set(acc, 'f32');
+        emitMatMul(b, n, inputs, [acc], attrs.filter((a) => a.name !== 'to'));
+      } else emit(b, n.op, inputs, [acc, ...n.outputs.slice(1)], attrs.filter((a) => a.name !== 'to'), n.name);
       if (acc !== out) emit(b, 'Cast', [acc], [out], [{ name: 'to', type: A.INT, i: toOnnx(to) }]);
       continue;
     }
     if (n.op.startsWith('mpc.')) throw new Error(`${n.op} '${n.name}' left unexported`);
+    if (n.op === 'MatMul') {
+      emitMatMul(b, n, n.inputs.map(use), n.outputs, attrs);
+      continue;
+    }
     emit(b, n.op, n.inputs.map(use), n.outputs, opset >= 18 ? axesAsInput(b, n.op, n.outputs[0], attrs) : attrs, n.name);
     if (opset >= 18 && /^Reduce/.test(n.op) && n.op !== 'ReduceSum' && n.attrs.axes !== undefined) b.nodes[b.nodes.length - 1].input!.push(`${n.outputs[0]}.axes`);
   }

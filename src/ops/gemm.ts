@@ -7,7 +7,7 @@ import { emitGemm, operandReloads, type GemmOperand, type GemmOptions } from '..
 import { layoutOf } from '../codegen/storage.js';
 import type { Target } from '../codegen/kernel.js';
 import { sumTo } from './elementwise.js';
-import { attrFloat, attrInt, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
+import { attrFloat, attrInt, attrInts, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
 
 interface GemmDims {
   M: number;
@@ -50,27 +50,104 @@ export function broadcast2d(shape: number[], M: number, N: number): [number, num
   return [s[0] === 1 ? 0 : s[1], s[1] === 1 ? 0 : 1];
 }
 
+/** A tensor read in place through a transposed view: its shape and the element strides of its axes. */
+interface View {
+  shape: number[];
+  strides: number[];
+}
+
 interface MatMulShape {
   batch: number[];
   M: number;
   N: number;
   K: number;
+  /** The node's output: the product [...batch, M, N], transposed by permY where set. */
   out: number[];
+  /** The operands as the product reads them. */
+  a: View;
+  b: View;
 }
 
 /**
- * MatMul's shapes. Attributes `transA` / `transB` are mpc's own (the backward pass sets them,
- * ONNX's MatMul has none): the operand's last two axes are stored swapped, so the gradients
- * of a batched product read the forward operands as they are, with no transposed copy.
+ * MatMul's own attributes in mpc, beyond ONNX's (whose MatMul has none). Each is a Transpose
+ * folded into the product, so that it reads and writes tensors in place instead of through
+ * transposed copies:
+ *  - `transA` / `transB` (the backward pass of a batched product sets them): the operand's
+ *    last two axes swapped;
+ *  - `permA` / `permB` (pass fold-transposes): the operand is Transpose(input, perm), before
+ *    any trans swap;
+ *  - `permY` (fold-transposes): the output is Transpose(product, permY).
  */
+const PERM_ATTRS = ['permA', 'permB', 'permY'] as const;
+
+function hasPerms(n: Node): boolean {
+  return PERM_ATTRS.some((k) => n.attrs[k] !== undefined);
+}
+
+function permAttr(n: Node, key: (typeof PERM_ATTRS)[number], rank: number): number[] | undefined {
+  if (n.attrs[key] === undefined) return undefined;
+  const p = attrInts(n, key);
+  if (p.length !== rank || [...p].sort((x, y) => x - y).some((v, i) => v !== i)) throw new Error(`MatMul '${n.name}': ${key} [${p}] is not a permutation of ${rank} axes`);
+  return p;
+}
+
+/** Operand k (0: A, 1: B) as the product reads it: permuted by permA/permB, then its last two axes swapped under transA/transB. */
+function operandView(n: Node, k: 0 | 1, shape: number[]): View {
+  const base = stridesOf(shape);
+  const perm = permAttr(n, k === 0 ? 'permA' : 'permB', shape.length) ?? shape.map((_, i) => i);
+  const v = { shape: perm.map((p) => shape[p]), strides: perm.map((p) => base[p]) };
+  if (attrInt(n, k === 0 ? 'transA' : 'transB', 0) === 1) {
+    const r = shape.length;
+    [v.shape[r - 2], v.shape[r - 1]] = [v.shape[r - 1], v.shape[r - 2]];
+    [v.strides[r - 2], v.strides[r - 1]] = [v.strides[r - 1], v.strides[r - 2]];
+  }
+  return v;
+}
+
 function matmulShape(n: Node, a: number[], b: number[]): MatMulShape {
   if (a.length < 2 || b.length < 2) throw new Error(`MatMul '${n.name}': 1-D operands are not supported yet ([${a}] x [${b}])`);
-  const last2 = (s: number[], t: boolean) => (t ? s.slice(-2).reverse() : s.slice(-2));
-  const [M, K] = last2(a, attrInt(n, 'transA', 0) === 1);
-  const [K2, N] = last2(b, attrInt(n, 'transB', 0) === 1);
+  const av = operandView(n, 0, a);
+  const bv = operandView(n, 1, b);
+  const [M, K] = av.shape.slice(-2);
+  const [K2, N] = bv.shape.slice(-2);
   if (K !== K2) throw new Error(`MatMul '${n.name}': inner dimensions differ (${K} vs ${K2})`);
-  const batch = broadcastShapes(a.slice(0, -2), b.slice(0, -2));
-  return { batch, M, N, K, out: [...batch, M, N] };
+  const batch = broadcastShapes(av.shape.slice(0, -2), bv.shape.slice(0, -2));
+  const product = [...batch, M, N];
+  const py = permAttr(n, 'permY', product.length);
+  return { batch, M, N, K, out: py ? py.map((p) => product[p]) : product, a: av, b: bv };
+}
+
+/** The elements of a view, contiguous. */
+function gather(data: ArrayLike<number>, v: View): Float32Array {
+  const out = new Float32Array(sizeOf(v.shape));
+  const os = stridesOf(v.shape);
+  for (let i = 0; i < out.length; i++) {
+    let r = i;
+    let off = 0;
+    for (let d = 0; d < os.length; d++) {
+      const c = Math.floor(r / os[d]);
+      r -= c * os[d];
+      off += c * v.strides[d];
+    }
+    out[i] = data[off];
+  }
+  return out;
+}
+
+/** Strides of the product's axes within the node's output (the product, transposed by permY). */
+function productStrides(n: Node, s: MatMulShape): number[] {
+  const product = [...s.batch, s.M, s.N];
+  const py = permAttr(n, 'permY', product.length) ?? product.map((_, i) => i);
+  const ys = stridesOf(s.out);
+  const zs = new Array<number>(product.length);
+  py.forEach((p, k) => (zs[p] = ys[k]));
+  return zs;
+}
+
+/** Per batch dimension of the product: the view's stride, 0 where it broadcasts. */
+function viewBatchStrides(v: View, batch: number[]): number[] {
+  const pad = batch.length - (v.shape.length - 2);
+  return batch.map((_, d) => (d < pad || v.shape[d - pad] === 1 ? 0 : v.strides[d - pad]));
 }
 
 /** Per-batch element offsets of an operand with batch dims `own` broadcast to `batch`. */
@@ -223,6 +300,46 @@ function prologuePays(M: number, N: number, k: number, out: ValueType, target: T
   return (k === 0 ? r.a : r.b) <= PROLOGUE_MAX_RELOADS;
 }
 
+/** MatMul with folded transposes, on the CPU: the views gathered, multiplied, the product transposed into place. */
+function matmulThroughViews(n: Node, ins: Tensor[], dtype: DType): Tensor[] {
+  const [a, b] = ins;
+  const s = matmulShape(n, a.shape, b.shape);
+  const A = gather(a.data, s.a);
+  const B = gather(b.data, s.b);
+  const offA = batchOffsets(s.a.shape.slice(0, -2), s.batch, s.M * s.K);
+  const offB = batchOffsets(s.b.shape.slice(0, -2), s.batch, s.K * s.N);
+  const product = new Float32Array(sizeOf(s.batch) * s.M * s.N);
+  for (let i = 0; i < offA.length; i++)
+    product.set(
+      gemmRef(
+        { dtype: a.dtype, shape: [s.M, s.K], data: A.subarray(offA[i], offA[i] + s.M * s.K) },
+        { dtype: b.dtype, shape: [s.K, s.N], data: B.subarray(offB[i], offB[i] + s.K * s.N) },
+        undefined,
+        s,
+        false,
+        false,
+        sumScale(n, ins),
+        0,
+      ),
+      i * s.M * s.N,
+    );
+  // Each product element to its place in the output (the product transposed by permY).
+  const zs = productStrides(n, s);
+  const out = new Float32Array(product.length);
+  const zStr = stridesOf([...s.batch, s.M, s.N]);
+  for (let i = 0; i < product.length; i++) {
+    let r = i;
+    let off = 0;
+    for (let d = 0; d < zStr.length; d++) {
+      const c = Math.floor(r / zStr[d]);
+      r -= c * zStr[d];
+      off += c * zs[d];
+    }
+    out[off] = product[i];
+  }
+  return [{ dtype, shape: s.out, data: out }];
+}
+
 export const gemmOps: OpRow[] = [
   {
     op: 'Gemm',
@@ -272,6 +389,7 @@ export const gemmOps: OpRow[] = [
     recompute: (n, ins) => ins[0].shape.length > 2 && ins[1].shape.length > 2 && matmulShape(n, ins[0].shape, ins[1].shape).K <= RECOMPUTE_MAX_K,
     infer: (n, ins) => [{ dtype: gemmOutDtype(n, ins), shape: matmulShape(n, ins[0].shape, ins[1].shape).out }],
     interp: (n, ins, ctx) => {
+      if (hasPerms(n)) return matmulThroughViews(n, ins, ctx.outTypes[0].dtype);
       const [a, b] = ins;
       const alpha = sumScale(n, ins);
       const s = matmulShape(n, a.shape, b.shape);
@@ -297,6 +415,7 @@ export const gemmOps: OpRow[] = [
     grad: (ctx) => {
       const dy = ctx.dy[0];
       if (!dy) return [undefined, undefined];
+      if (hasPerms(ctx.node)) throw new Error(`MatMul '${ctx.node.name}': a product with folded transposes (permA/permB/permY) has no gradient rule; fold-transposes runs after autodiff`);
       const [a, b] = ctx.node.inputs;
       const as = ctx.type(a).shape;
       const bs = ctx.type(b).shape;
@@ -330,6 +449,28 @@ export const gemmOps: OpRow[] = [
       const at = ctx.type(a);
       const bt = ctx.type(b);
       const s = matmulShape(n, at.shape, bt.shape);
+      if (hasPerms(n)) {
+        // Operands and output in place, through their strides.
+        const batched = s.batch.length > 0;
+        const mat = (v: View): [number, number] => [v.strides[v.strides.length - 2], v.strides[v.strides.length - 1]];
+        const zs = productStrides(n, s);
+        const o = output(n, ctx);
+        return [
+          emitGemm({
+            name: ctx.writer().name,
+            M: s.M,
+            N: s.N,
+            K: s.K,
+            batch: batched ? s.batch : 1,
+            a: { ...operand(n, ctx, 0), strides: mat(s.a), batchStride: batched ? viewBatchStrides(s.a, s.batch) : undefined },
+            b: { ...operand(n, ctx, 1), strides: mat(s.b), batchStride: batched ? viewBatchStrides(s.b, s.batch) : undefined },
+            scales: fp8Scales(n),
+            ...o,
+            out: { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
+            target: ctx.target,
+          }),
+        ];
+      }
       const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);
       const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
       const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);

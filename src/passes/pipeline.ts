@@ -11,6 +11,7 @@ import { indexCheck } from './index-check.js';
 import { decompose } from './decompose.js';
 import { emulateDtypes } from './emulate-dtypes.js';
 import { foldConstants, foldConstantsEval } from './fold-constants.js';
+import { foldTransposes } from './fold-transposes.js';
 import { inferTypes } from './infer-types.js';
 import { insertCasts } from './insert-casts.js';
 import { linearToGemm } from './linear-to-gemm.js';
@@ -37,6 +38,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
   assignPrecision,
   insertCasts,
   autodiff,
+  foldTransposes,
   quantizeFp8,
   rematerialize,
   optimizer,
@@ -45,7 +47,7 @@ export const TRAIN_PIPELINE: readonly Pass[] = [
 ];
 
 /** Inference: the forward graph in the same precision. */
-export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, cse, selectParamsEval, inferTypes, decompose, linearToGemm, weightLayout, assignPrecision, insertCasts, quantizeFp8, emulateDtypes];
+export const EVAL_PIPELINE: readonly Pass[] = [bindDims, foldConstantsEval, cse, selectParamsEval, inferTypes, decompose, linearToGemm, weightLayout, assignPrecision, insertCasts, foldTransposes, quantizeFp8, emulateDtypes];
 
 export class PostConditionError extends Error {}
 

@@ -19,6 +19,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isFloat } from '../ir/dtypes.js';
 import { sizeOf } from '../ir/tensor.js';
+import { matmulK } from '../ops/matmul-k.js';
 import { InputError } from '../onnx/import.js';
 import { loadProgram, openProgram, type LoadedProgram } from './engine.js';
 import { GpuProgram } from './gpu-program.js';
@@ -105,8 +106,8 @@ function nodeFlops(n: IrJson['nodes'][number], shape: (v: string) => number[]): 
       return 2 * sizeOf(shape(n.outputs[0])) * (n.attrs.transA === 1 ? a[0] : a[1]);
     }
     case 'MatMul':
-      // out [...batch, M, N]; A [...batch, M, K] or, transposed, [...batch, K, M].
-      return 2 * sizeOf(shape(n.outputs[0])) * shape(n.inputs[0]).at(n.attrs.transA === 1 ? -2 : -1)!;
+      // out [...batch, M, N] (in some order); A [...batch, M, K] as the product reads it.
+      return 2 * sizeOf(shape(n.outputs[0])) * matmulK(n.attrs, shape(n.inputs[0]));
     case 'Conv':
     case 'mpc.ConvGradInput':
     case 'mpc.ConvGradWeight': {

@@ -39,8 +39,24 @@ export interface GemmOperand {
    * Default: the operand is contiguous (A: M·K, B: K·N per matrix).
    */
   batchStride?: number | readonly number[];
+  /**
+   * Element strides of op(X)'s two axes (A: rows m, then k; B: k, then columns n), for an
+   * operand read through a transposed view (a Transpose folded into the product). Overrides
+   * transA / transB. Default: contiguous.
+   */
+  strides?: readonly [number, number];
   /** A fused prologue: the f32 value used for each element loaded (a cast's rounding). */
   map?: (w: KernelWriter, v: string) => string;
+}
+
+/** The output: contiguous [batch..., M, N] unless strides say where each element goes. */
+export interface GemmOutput {
+  buffer: string;
+  dtype: DType;
+  /** Element strides of rows and columns (a Transpose of the result folded in); columns must be 1 apart. */
+  strides?: readonly [number, number];
+  /** As for the operands; default M·N per matrix. */
+  batchStride?: number | readonly number[];
 }
 
 /** The addend C, broadcast to [M, N] by its strides (Gemm's bias [N]: rowStride 0, colStride 1). */
@@ -74,8 +90,8 @@ export interface GemmOptions {
    * multiply alpha, in order, in f32: out = ((alpha · s0) · s1) · Σ + beta · C.
    */
   scales?: { buffer: string; dtype: DType }[];
-  /** The output is contiguous: [batch..., M, N]. */
-  out: { buffer: string; dtype: DType };
+  /** The output, contiguous [batch..., M, N] unless it has strides. */
+  out: GemmOutput;
   /**
    * Fused consumers: the value stored at flat output index `idx` is `epilogue(w, v, idx)`, `v`
    * being the GEMM's f32 result there (after alpha, scales and C).
@@ -117,6 +133,12 @@ export function emitGemm(o: GemmOptions): Kernel {
   const perWord = w.layout(g.out).perWord;
   let variant = o.variant ?? chooseVariant(o, perWord);
   if (variant === 'subgroup' && !o.variant && gridExceeds(o, subgroupGrid(o, perWord))) variant = 'blocked';
+  if (o.out.strides) {
+    const bs = o.out.batchStride;
+    const steps = [o.out.strides[0], ...(bs === undefined ? [] : typeof bs === 'number' ? [bs] : bs)];
+    if (variant === 'naive' || steps.some((x) => x % perWord !== 0))
+      throw new Error(`gemm '${o.name}': a strided ${o.out.dtype} output needs N and its row and batch strides to be multiples of ${perWord}`);
+  }
   if (variant !== 'naive' && o.N % perWord !== 0)
     throw new Error(`gemm '${o.name}': the ${variant} variant needs N (${o.N}) to be a multiple of ${perWord} for a packed ${o.out.dtype} output`);
   if (variant === 'subgroup') return subgroupKernel(g, perWord);
@@ -157,11 +179,13 @@ function validate(o: GemmOptions): void {
   const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
   if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new Error(`${where}: bad batch [${dims}]`);
   if (sizeOf(dims) >= 2 ** 32) throw new Error(`${where}: batch ${sizeOf(dims)} exceeds the u32 index range`);
-  for (const [k, op] of Object.entries({ a: o.a, b: o.b, c: o.c })) {
+  for (const [k, op] of Object.entries({ a: o.a, b: o.b, c: o.c, out: o.out })) {
     const s = op?.batchStride;
     if (Array.isArray(s) && s.length !== dims.length)
       throw new Error(`${where}: operand ${k} has ${s.length} batch strides for ${dims.length} batch dims`);
   }
+  if (o.out.strides && o.out.strides[1] !== 1) throw new Error(`${where}: the output's columns must be adjacent (column stride ${o.out.strides[1]})`);
+  if (o.out.strides && o.variant === 'naive') throw new Error(`${where}: the naive variant writes a contiguous output only`);
   if (o.variant === 'subgroup' && !SUBGROUP_SIZES.includes(o.target.subgroupSize ?? 0))
     throw new Error(`${where}: the subgroup variant needs a fixed subgroup size in {${SUBGROUP_SIZES}} (target has ${o.target.subgroupSize})`);
 }
@@ -219,7 +243,7 @@ function offsetLets(g: Gen, bz: string): string[] {
   const lines = [
     `let offA = ${batchOffset(g, o.a.batchStride, o.M * o.K, bz)};`,
     `let offB = ${batchOffset(g, o.b.batchStride, o.K * o.N, bz)};`,
-    `let offOut = ${scaled(bz, sizeOf(g.batchDims) === 1 ? 0 : o.M * o.N)};`,
+    `let offOut = ${o.out.batchStride === undefined ? scaled(bz, sizeOf(g.batchDims) === 1 ? 0 : o.M * o.N) : batchOffset(g, o.out.batchStride, o.M * o.N, bz)};`,
   ];
   if (g.C) lines.push(`let offC = ${batchOffset(g, o.c!.batchStride ?? 0, 0, bz)};`);
   if (g.scales.length) lines.push(`let sumScale = ${[f32Lit(o.alpha ?? 1), ...g.scales.map((s) => g.w.load(s, '0u'))].join(' * ')};`);
@@ -229,14 +253,16 @@ function offsetLets(g: Gen, bz: string): string[] {
 /** f32 expression of op(A)[row, k]; `row` and `k` are u32 expressions. */
 function loadA(g: Gen, row: string, k: string): string {
   const { M, K } = g.o;
-  const v = g.w.load(g.A, g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`);
+  const st = g.o.a.strides;
+  const v = g.w.load(g.A, st ? sum(['offA', scaled(row, st[0]), scaled(k, st[1])]) : g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`);
   return g.o.a.map ? g.o.a.map(g.w, v) : v;
 }
 
 /** f32 expression of op(B)[k, col]. */
 function loadB(g: Gen, k: string, col: string): string {
   const { N, K } = g.o;
-  const v = g.w.load(g.B, g.o.transB ? `offB + ${scaled(col, K)} + ${k}` : `offB + ${scaled(k, N)} + ${col}`);
+  const st = g.o.b.strides;
+  const v = g.w.load(g.B, st ? sum(['offB', scaled(k, st[0]), scaled(col, st[1])]) : g.o.transB ? `offB + ${scaled(col, K)} + ${k}` : `offB + ${scaled(k, N)} + ${col}`);
   return g.o.b.map ? g.o.b.map(g.w, v) : v;
 }
 
@@ -280,7 +306,7 @@ function blockEpilogue(g: Gen, TM: number, TN: number, perWord: number): string[
     const m = `(m0 + ${u(i)})`;
     lines.push(`if (${m} < ${u(M)}) {`);
     for (let q = 0; q < TN; q += perWord) {
-      const idx = `offOut + ${scaled(m, N)} + n0 + ${u(q)}`;
+      const idx = `offOut + ${scaled(m, g.o.out.strides?.[0] ?? N)} + n0 + ${u(q)}`;
       const vals = Array.from({ length: perWord }, (_, e) => epilogue(g, finalValue(g, `acc${i}_${q + e}`, m, `(n0 + ${u(q + e)})`), e ? `${idx} + ${u(e)}` : idx));
       const store = perWord === 1 ? g.w.store(g.out, idx, vals[0]) : g.w.storeWord(g.out, `(${idx}) / ${u(perWord)}`, vals);
       lines.push(`  if (n0 + ${u(q)} < ${u(N)}) { ${store} }`);
@@ -415,7 +441,7 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
  */
 function vectorB(g: Gen, S: number, TN: number): { lets: string[]; value: (s: number, j: number) => string } | undefined {
   const { K, N } = g.o;
-  if (g.w.layout(g.B).perWord !== 4 || g.o.b.map) return undefined;
+  if (g.w.layout(g.B).perWord !== 4 || g.o.b.map || g.o.b.strides) return undefined;
   const stride = g.o.b.batchStride;
   const strides = sizeOf(g.batchDims) === 1 ? [] : stride === undefined ? [K * N] : typeof stride === 'number' ? [stride] : [...stride];
   const aligned = (n: number) => strides.every((x) => x % n === 0);
