@@ -117,20 +117,23 @@ function matmulShape(n: Node, a: number[], b: number[]): MatMulShape {
   return { batch, M, N, K, out: py ? py.map((p) => product[p]) : product, a: av, b: bv };
 }
 
+/** Offset, through `strides`, of the element at flat index i of a row-major array whose strides are `rowMajor`. */
+function stridedOffset(i: number, rowMajor: number[], strides: number[]): number {
+  let r = i;
+  let off = 0;
+  for (let d = 0; d < rowMajor.length; d++) {
+    const c = Math.floor(r / rowMajor[d]);
+    r -= c * rowMajor[d];
+    off += c * strides[d];
+  }
+  return off;
+}
+
 /** The elements of a view, contiguous. */
 function gather(data: ArrayLike<number>, v: View): Float32Array {
   const out = new Float32Array(sizeOf(v.shape));
   const os = stridesOf(v.shape);
-  for (let i = 0; i < out.length; i++) {
-    let r = i;
-    let off = 0;
-    for (let d = 0; d < os.length; d++) {
-      const c = Math.floor(r / os[d]);
-      r -= c * os[d];
-      off += c * v.strides[d];
-    }
-    out[i] = data[off];
-  }
+  for (let i = 0; i < out.length; i++) out[i] = data[stridedOffset(i, os, v.strides)];
   return out;
 }
 
@@ -327,16 +330,7 @@ function matmulThroughViews(n: Node, ins: Tensor[], dtype: DType): Tensor[] {
   const zs = productStrides(n, s);
   const out = new Float32Array(product.length);
   const zStr = stridesOf([...s.batch, s.M, s.N]);
-  for (let i = 0; i < product.length; i++) {
-    let r = i;
-    let off = 0;
-    for (let d = 0; d < zStr.length; d++) {
-      const c = Math.floor(r / zStr[d]);
-      r -= c * zStr[d];
-      off += c * zs[d];
-    }
-    out[off] = product[i];
-  }
+  for (let i = 0; i < product.length; i++) out[stridedOffset(i, zStr, zs)] = product[i];
   return [{ dtype, shape: s.out, data: out }];
 }
 
@@ -449,51 +443,37 @@ export const gemmOps: OpRow[] = [
       const at = ctx.type(a);
       const bt = ctx.type(b);
       const s = matmulShape(n, at.shape, bt.shape);
+      const o = output(n, ctx);
+      let layout: Pick<GemmOptions, 'batch' | 'a' | 'b' | 'transA' | 'transB' | 'out'>;
       if (hasPerms(n)) {
         // Operands and output in place, through their strides.
         const batched = s.batch.length > 0;
         const mat = (v: View): [number, number] => [v.strides[v.strides.length - 2], v.strides[v.strides.length - 1]];
         const zs = productStrides(n, s);
-        const o = output(n, ctx);
-        return [
-          emitGemm({
-            name: ctx.writer().name,
-            M: s.M,
-            N: s.N,
-            K: s.K,
-            batch: batched ? s.batch : 1,
-            a: { ...operand(n, ctx, 0), strides: mat(s.a), batchStride: batched ? viewBatchStrides(s.a, s.batch) : undefined },
-            b: { ...operand(n, ctx, 1), strides: mat(s.b), batchStride: batched ? viewBatchStrides(s.b, s.batch) : undefined },
-            scales: fp8Scales(n),
-            ...o,
-            out: { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
-            target: ctx.target,
-          }),
-        ];
-      }
-      const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);
-      const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
-      const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);
-      const regular = (offs: number[]) => offs.every((o, i) => o === i * uniform(offs));
-      // One stride over the flat batch index where it is regular; otherwise (both operands
-      // broadcast, [2,1,M,K] x [1,5,K,N]) one stride per batch dimension, 0 where broadcast.
-      const flat = regular(offA) && regular(offB);
-      return [
-        emitGemm({
-          name: ctx.writer().name,
-          M: s.M,
-          N: s.N,
-          K: s.K,
+        layout = {
+          batch: batched ? s.batch : 1,
+          a: { ...operand(n, ctx, 0), strides: mat(s.a), batchStride: batched ? viewBatchStrides(s.a, s.batch) : undefined },
+          b: { ...operand(n, ctx, 1), strides: mat(s.b), batchStride: batched ? viewBatchStrides(s.b, s.batch) : undefined },
+          out: { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
+        };
+      } else {
+        const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);
+        const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
+        const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);
+        const regular = (offs: number[]) => offs.every((x, i) => x === i * uniform(offs));
+        // One stride over the flat batch index where it is regular; otherwise (both operands
+        // broadcast, [2,1,M,K] x [1,5,K,N]) one stride per batch dimension, 0 where broadcast.
+        const flat = regular(offA) && regular(offB);
+        layout = {
           transA: attrInt(n, 'transA', 0) === 1,
           transB: attrInt(n, 'transB', 0) === 1,
           batch: flat ? sizeOf(s.batch) : s.batch,
           a: { ...operand(n, ctx, 0), batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
           b: { ...operand(n, ctx, 1), batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },
-          scales: fp8Scales(n),
-          ...output(n, ctx),
-          target: ctx.target,
-        }),
-      ];
+          out: o.out,
+        };
+      }
+      return [emitGemm({ name: ctx.writer().name, M: s.M, N: s.N, K: s.K, scales: fp8Scales(n), ...o, ...layout, target: ctx.target })];
     },
   },
 ];
