@@ -111,6 +111,28 @@ describe('fp8 weights', () => {
     // Rounding through bf16 first would have changed some of them.
     expect(doubly).toBeGreaterThan(0);
   });
+
+  it('the images a first layer reads are quantized as fed, in one rounding (no bf16 copy)', async () => {
+    const { runGraph } = await import('../src/interp/interpreter.js');
+    const { round } = await import('../src/ir/dtypes.js');
+    const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 8 });
+    // The Flatten of the input, f32, quantized itself.
+    const t = (c.train.meta.fp8 as Fp8Tensor[]).find((f) => f.value === '/0/Flatten_output_0')!;
+    expect(t).toBeDefined();
+    expect(c.train.values.get(t.value)!.dtype).toBe('f32');
+    expect(c.train.nodes.some((n) => n.op === 'Cast' && n.inputs[0] === t.value)).toBe(false);
+    const images = x.slice(0, 8 * 784);
+    const env = runGraph(c.train, { input: { dtype: 'f32', shape: [8, 1, 28, 28], data: images }, labels: { dtype: 'i64', shape: [8], data: y.slice(0, 8) } });
+    const got = env.get(t.quantized)!.data;
+    const scale = env.get(t.stats)!.data[3];
+    let doubly = 0;
+    for (let i = 0; i < images.length; i++) {
+      const once = round('f8e4m3fn', images[i] * scale);
+      expect(got[i]).toBe(once);
+      if (round('f8e4m3fn', round('bf16', images[i]) * scale) !== once) doubly++;
+    }
+    expect(doubly).toBeGreaterThan(0);
+  });
 });
 
 describe('fp8 activations in the backward pass', () => {

@@ -4,7 +4,7 @@
 // their inverse scales, accumulates in f32 and writes the policy's high-precision type.
 // One quantization per (value, format): a weight quantized for the forward GEMM is reused,
 // transposed by the GEMM's flags, by the backward GEMM that needs it. Weights are quantized
-// from their f32 master, not from its bf16 copy.
+// from their f32 master, and graph inputs as fed, not from their bf16 copies.
 //
 // Every fp8 tensor has scaling state: `scale` (f32[1]) and an amax history (f32[H]).
 // Fp8Stats measures the tensor each step (amax; saturated and flushed fractions) and, with
@@ -45,13 +45,21 @@ export const quantizeFp8: Pass = {
     const prod = producers(g);
     const made = new Map<string, Fp8Tensor>();
     const order: Fp8Tensor[] = [];
-    // A master weight's low-precision copy is quantized from the f32 master itself: one
-    // rounding (f32 -> fp8), not two (f32 -> bf16 -> fp8). The copy then usually has no
-    // reader left and its Cast goes.
+    // A master weight's low-precision copy is quantized from the f32 master itself, and a
+    // graph input's (the images a first layer reads) from the input as fed: one rounding
+    // (f32 -> fp8), not two (f32 -> bf16 -> fp8). The copy then usually has no reader left
+    // and its Cast goes.
     const bypassed = new Set<string>();
+    // The role of what a value views (a Flatten or Reshape of the images is the images).
+    const rootRole = (v: string): string | undefined => {
+      const p = prod.get(v);
+      return p && opRow(p.op).alias?.view ? rootRole(p.inputs[0]) : g.values.get(v)?.role;
+    };
     const source = (v: string): string => {
       const p = prod.get(v);
-      if (p?.op !== 'Cast' || g.values.get(p.inputs[0])?.role !== 'param') return v;
+      if (p?.op !== 'Cast') return v;
+      const role = rootRole(p.inputs[0]);
+      if (role !== 'param' && role !== 'input') return v;
       bypassed.add(v);
       return p.inputs[0];
     };
