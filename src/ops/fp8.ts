@@ -273,6 +273,9 @@ function statsAndQuantize(p: Node, n: Node, ctx: EmitCtx): Kernel[] {
   const size = WG;
   w.define(`var<workgroup> red: array<atomic<u32>, ${FP8_STATS}>;\n`);
   const lanes = Array.from({ length: per }, (_, k) => k);
+  // Each element is encoded once: its fp8 bits tell whether it flushed to zero, and the word
+  // is assembled from them (what pack_<fmt> computes, without encoding every element twice).
+  if (per * fi.bits !== 32) throw new Error(`QuantizeFp8 '${n.name}': ${fmt} is not stored ${per} to a 32-bit word`);
   const measure = `let s = ${sc}[0];
 var m = 0u;
 var bad = 0u;
@@ -282,17 +285,18 @@ for (var word = flat; word < ${words}u; word += ${groups * size}u) {
   let base = word * ${per}u;
 ${lanes
   .map(
-    (k) => `  var q${k} = 0.0;
+    (k) => `  var b${k} = 0u;
   if (base + ${k}u < ${count}u) {
     let v = ${w.load(x, `base + ${k}u`)};
     if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) { bad = 1u; } else { m = max(m, bitcast<u32>(abs(v))); }
-    q${k} = v * s;
-    if (abs(q${k}) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
-    else if (v != 0.0 && (${toBits}(q${k}) & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }
+    let q = v * s;
+    b${k} = ${toBits}(q);
+    if (abs(q) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
+    else if (v != 0.0 && (b${k} & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }
   }`,
   )
   .join('\n')}
-  ${per === 1 ? w.store(q, 'word', 'q0') : w.storeWord(q, 'word', lanes.map((k) => `q${k}`))}
+  ${q}[word] = ${lanes.map((k) => (k === 0 ? 'b0' : `(b${k} << ${k * fi.bits}u)`)).join(' | ')};
 }
 atomicMax(&red[0], m);
 atomicMax(&red[1], bad);
