@@ -51,6 +51,9 @@ function sameShapeFloat(n: Node, ins: ValueType[]): void {
   }
 }
 
+/** Longest row whose exponentials a Softmax kernel keeps rather than computing twice (attention's rows: the context). */
+const SOFTMAX_KEEP_MAX = 256;
+
 function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
   const log = op === 'LogSoftmax';
   return {
@@ -89,11 +92,14 @@ function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
       const exp = wgslMath(w, 'mpc_exp');
       const at = (c: string) => w.load(x, `base + ${c} * ${r.inner}u`);
+      // A short row keeps its exponentials in registers: each computed once, for the sum and
+      // for its element (the same values the recomputation gave).
+      const keep = !log && r.len <= SOFTMAX_KEEP_MAX;
       const prologue = `var m = ${at('0u')};
 for (var k = 1u; k < ${r.len}u; k++) { m = max(m, ${at('k')}); }
-var s = 0.0;
-for (var k = 0u; k < ${r.len}u; k++) { s += ${exp}(${at('k')} - m); }${log ? `\nlet log_s = ${wgslMath(w, 'mpc_log')}(s);` : ''}`;
-      const element = (c: string) => (log ? `(${at(c)} - m) - log_s` : `${exp}(${at(c)} - m) / s`);
+var s = 0.0;${keep ? `\nvar e: array<f32, ${r.len}>;` : ''}
+for (var k = 0u; k < ${r.len}u; k++) { ${keep ? `e[k] = ${exp}(${at('k')} - m); s += e[k];` : `s += ${exp}(${at('k')} - m);`} }${log ? `\nlet log_s = ${wgslMath(w, 'mpc_log')}(s);` : ''}`;
+      const element = (c: string) => (log ? `(${at(c)} - m) - log_s` : keep ? `e[${c}] / s` : `${exp}(${at(c)} - m) / s`);
       return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: r, prologue, element })];
     },
   };
