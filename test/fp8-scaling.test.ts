@@ -87,51 +87,46 @@ for (const backend of ['cpu', 'webgpu'] as const) {
   });
 }
 
-describe('fp8 weights', () => {
-  it('are quantized from the f32 master in one rounding (no bf16 copy in between)', async () => {
+describe('fp8 weights and inputs', () => {
+  const images = x.slice(0, 8 * 784);
+  const step = async () => {
     const { runGraph } = await import('../src/interp/interpreter.js');
-    const { round } = await import('../src/ir/dtypes.js');
     const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 8 });
-    const w = (c.train.meta.fp8 as Fp8Tensor[]).find((t) => t.value === '1.weight')!;
-    expect(w).toBeDefined();
-    const q = c.train.nodes.find((n) => n.outputs.includes(w.quantized))!;
-    expect(q.inputs[0]).toBe('1.weight');
-    // No bf16 copy of the weight is left in the step.
-    expect(c.train.values.has('1.weight.bf16')).toBe(false);
-    const env = runGraph(c.train, { input: { dtype: 'f32', shape: [8, 1, 28, 28], data: x.slice(0, 8 * 784) }, labels: { dtype: 'i64', shape: [8], data: y.slice(0, 8) } });
-    const master = c.train.values.get('1.weight')!.init!.data;
-    const got = env.get(w.quantized)!.data;
-    const scale = env.get(w.stats)!.data[3];
-    let doubly = 0;
-    for (let i = 0; i < master.length; i++) {
-      const once = round('f8e4m3fn', master[i] * scale);
-      expect(got[i]).toBe(once);
-      if (round('f8e4m3fn', round('bf16', master[i]) * scale) !== once) doubly++;
-    }
-    // Rounding through bf16 first would have changed some of them.
-    expect(doubly).toBeGreaterThan(0);
-  });
-
-  it('the images a first layer reads are quantized as fed, in one rounding (no bf16 copy)', async () => {
-    const { runGraph } = await import('../src/interp/interpreter.js');
-    const { round } = await import('../src/ir/dtypes.js');
-    const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 8 });
-    // The Flatten of the input, f32, quantized itself.
-    const t = (c.train.meta.fp8 as Fp8Tensor[]).find((f) => f.value === '/0/Flatten_output_0')!;
-    expect(t).toBeDefined();
-    expect(c.train.values.get(t.value)!.dtype).toBe('f32');
-    expect(c.train.nodes.some((n) => n.op === 'Cast' && n.inputs[0] === t.value)).toBe(false);
-    const images = x.slice(0, 8 * 784);
     const env = runGraph(c.train, { input: { dtype: 'f32', shape: [8, 1, 28, 28], data: images }, labels: { dtype: 'i64', shape: [8], data: y.slice(0, 8) } });
+    return { c, env, tensor: (value: string) => (c.train.meta.fp8 as Fp8Tensor[]).find((t) => t.value === value)! };
+  };
+  /** Every element of `t` is `source` rounded once to E4M3 at its scale; rounding through bf16 first would change some. */
+  const roundedOnce = async (env: Map<string, { data: ArrayLike<number> }>, t: Fp8Tensor, source: ArrayLike<number>) => {
+    const { round } = await import('../src/ir/dtypes.js');
     const got = env.get(t.quantized)!.data;
     const scale = env.get(t.stats)!.data[3];
     let doubly = 0;
-    for (let i = 0; i < images.length; i++) {
-      const once = round('f8e4m3fn', images[i] * scale);
+    for (let i = 0; i < source.length; i++) {
+      const once = round('f8e4m3fn', source[i] * scale);
       expect(got[i]).toBe(once);
-      if (round('f8e4m3fn', round('bf16', images[i]) * scale) !== once) doubly++;
+      if (round('f8e4m3fn', round('bf16', source[i]) * scale) !== once) doubly++;
     }
     expect(doubly).toBeGreaterThan(0);
+  };
+
+  it('weights are quantized from the f32 master in one rounding (no bf16 copy in between)', async () => {
+    const { c, env, tensor } = await step();
+    const w = tensor('1.weight');
+    expect(w).toBeDefined();
+    expect(c.train.nodes.find((n) => n.outputs.includes(w.quantized))!.inputs[0]).toBe('1.weight');
+    // No bf16 copy of the weight is left in the step.
+    expect(c.train.values.has('1.weight.bf16')).toBe(false);
+    await roundedOnce(env, w, c.train.values.get('1.weight')!.init!.data);
+  });
+
+  it('the images a first layer reads are quantized as fed, in one rounding (no bf16 copy)', async () => {
+    const { c, env, tensor } = await step();
+    // The Flatten of the input, f32, quantized itself.
+    const t = tensor('/0/Flatten_output_0');
+    expect(t).toBeDefined();
+    expect(c.train.values.get(t.value)!.dtype).toBe('f32');
+    expect(c.train.nodes.some((n) => n.op === 'Cast' && n.inputs[0] === t.value)).toBe(false);
+    await roundedOnce(env, t, images);
   });
 });
 
