@@ -465,7 +465,7 @@ async function inferSection(ctx: SectionContext): Promise<void> {
   } catch (err) {
     notes.push(`onnxruntime webgpu: n/a: ${(err as Error).message.split('\n')[0]}`);
   }
-  const t = await timeRoundRobin(contenders, { warmup: 1, minRounds: 3, maxRounds: 10, budgetMs: 30_000 });
+  const t = await timeRoundRobin(contenders, { warmup: 1, minRounds: 3, maxRounds: 16, budgetMs: 60_000 });
   const peer = t.find((r) => r.name.startsWith('onnxruntime'))?.medianMs;
   let agree = '';
   if (ours && theirs) {

@@ -98,7 +98,7 @@ async function inferenceSection(ctx: SectionContext): Promise<void> {
       const f = feed(ort) as Record<string, import('onnxruntime-node').Tensor>;
       contenders.push({ name: `${m.label} onnxruntime webgpu fp32`, run: async () => void outs.set('ort', (await s.run(f)).logits.data as Float32Array) });
     }
-    const t = await timeRoundRobin(contenders, { warmup: 2, minRounds: 5, maxRounds: 20, budgetMs: 20_000 });
+    const t = await timeRoundRobin(contenders, { warmup: 2, minRounds: 5, maxRounds: 60, budgetMs: 20_000 });
     const peer = t.find((r) => r.name.includes('onnxruntime'))?.medianMs;
     for (const r of t) {
       const fp32 = r.name.endsWith('mpc fp32');
