@@ -2,12 +2,14 @@
 //
 // Program buffers are logical (one per value, views and in-place updates already folded in).
 // Buffers whose contents must outlive a schedule run — parameters, training state, constants,
-// inputs, graph outputs and whatever the host reads back — get a device allocation of their
-// own. Every other buffer (an activation, a gradient, a cast copy) lives only from the first
-// kernel that touches it to the last one in its schedule, and is placed at a byte offset in a
-// shared arena allocation: buffers whose lifetimes overlap get disjoint byte ranges, the others
-// may reuse the same bytes. The schedules ('train', 'eval') never run at the same time and leave
-// nothing behind in transient buffers, so their lifetimes never conflict with each other.
+// inputs and what the host reads back at any time — get a device allocation of their own.
+// Every other buffer (an activation, a gradient, a cast copy) lives only from the first kernel
+// that touches it to the last one in its schedule, and is placed at a byte offset in a shared
+// arena allocation: buffers whose lifetimes overlap get disjoint byte ranges, the others may
+// reuse the same bytes. A schedule's outputs, which the host reads right after the run, live
+// from their first kernel to the end of the schedule: nothing overwrites them before the next
+// run. The schedules ('train', 'eval') never run at the same time and leave nothing else
+// behind in transient buffers, so their lifetimes never conflict with each other.
 //
 // Placement is greedy: buffer by buffer, each at the offset of the smallest gap between the
 // ranges of the already placed buffers it is live with that holds it (or past them all). The
@@ -81,18 +83,30 @@ function overlap(a: Lifetime[], b: Lifetime[]): boolean {
 }
 
 /**
- * Plans allocations. `keep` names buffers the host reads or writes beyond the schedules' own
- * inputs and outputs (the loss, fp8 statistics, values a test inspects). With `share: false`
- * every buffer gets its own allocation (the unplanned layout, for comparisons).
+ * Plans allocations. `kept` names the buffers the host writes before a run or reads at any
+ * time (inputs, the loss, fp8 statistics, values a test inspects); `untilEnd`, the outputs
+ * the host reads right after a run of the named schedules. With `share: false` every buffer
+ * gets its own allocation (the unplanned layout, for comparisons).
  */
 export function planMemory(
   buffers: PlanBuffer[],
   kernels: PlanKernel[],
   schedules: Record<string, number[]>,
-  keep: Set<number>,
-  opts: { share?: boolean } = {},
+  kept: Set<number>,
+  opts: { share?: boolean; untilEnd?: Map<number, string[]> } = {},
 ): MemoryPlan {
   const lives = lifetimes(kernels, schedules);
+  const keep = new Set(kept);
+  // Outputs read after a run: to the schedule's end; one a schedule never writes (a view of
+  // an input...) keeps an allocation of its own.
+  for (const [b, names] of opts.untilEnd ?? []) {
+    const ls = lives.get(b);
+    for (const name of names) {
+      const l = ls?.find((x) => x.schedule === name);
+      if (l) l.last = schedules[name].length - 1;
+      else keep.add(b);
+    }
+  }
   const unused = buffers.map((b, i) => b.role === 'activation' && !keep.has(i) && !lives.has(i));
   const pinned = buffers.map((b, i) => !unused[i] && (b.role !== 'activation' || keep.has(i) || !lives.has(i) || opts.share === false));
   const allocOf = new Array<number>(buffers.length).fill(-1);
@@ -130,6 +144,10 @@ export function planMemory(
     let n = 0;
     for (let k = 0; k < S; k++) if (firstAt[b * S + k] >= 0) n += lastAt[b * S + k] - firstAt[b * S + k] + 1;
     return n;
+  };
+  const endOf = (b: number): number => {
+    for (let k = S - 1; k >= 0; k--) if (firstAt[b * S + k] >= 0) return k * 1e9 + lastAt[b * S + k];
+    return 0;
   };
   const startOf = (b: number): number => {
     for (let k = 0; k < S; k++) if (firstAt[b * S + k] >= 0) return k * 1e9 + firstAt[b * S + k];
@@ -185,12 +203,14 @@ export function planMemory(
     return { sizes, arenaOf, offset, own, total: sizes.reduce((x, y) => x + y, 0) };
   };
   // Greedy placement depends on the order: largest first, and among buffers of one size
-  // (a transformer's are mostly a few sizes) either the longest lived first or the earliest
-  // first; both are tried and the smaller total kept (GPT12 fp32 at batch 8: 62.6 MiB with
-  // ties in buffer order, 60.0 with the longest lived first, for a peak of 60.0 live).
+  // (a transformer's are mostly a few sizes) the longest lived first, the earliest first or
+  // the latest to end first; they are tried in turn and the smallest total kept (GPT12 fp32
+  // at batch 8: 62.6 MiB with ties in buffer order; 59.0, 59.3 and 58.5 with these three,
+  // for a peak of 58.0 live).
   const orders = [
     () => [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || span(b) - span(a) || a - b),
     () => [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || startOf(a) - startOf(b) || a - b),
+    () => [...transient].sort((a, b) => buffers[b].bytes - buffers[a].bytes || endOf(b) - endOf(a) || a - b),
   ];
   // No placement takes fewer bytes than are live at once in a schedule: one that reaches that
   // bound ends the search.

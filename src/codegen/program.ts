@@ -47,7 +47,10 @@ export interface Schedule {
   kernels: number[];
   /** Graph input name → buffer index. */
   inputs: Record<string, number>;
-  /** Graph output name → buffer index. */
+  /**
+   * Graph output name → buffer index: the outputs the host reads after a run. They hold their
+   * values until the next run of any schedule (read them before running another).
+   */
   outputs: Record<string, number>;
 }
 
@@ -78,8 +81,14 @@ export interface MemoryReport {
 }
 
 export interface GenerateOptions {
-  /** Per graph: values the host reads after a run, beyond the graph's inputs and outputs. */
+  /** Per graph: values the host reads at any time, beyond the graph's inputs and outputs (kept across runs). */
   keep?: Record<string, string[]>;
+  /**
+   * Per graph: the outputs the host reads right after a run (default: all of them). They stay
+   * intact to the end of their schedule and until the next run, sharing the bytes other runs
+   * use; outputs not listed are nobody's to read and live like any other value.
+   */
+  outputs?: Record<string, string[]>;
   /** false: one allocation per buffer (no sharing), for comparisons and debugging. */
   share?: boolean;
   /** false: one kernel per node (no elementwise fusion), for comparisons and debugging. */
@@ -123,6 +132,12 @@ function aliasClasses(g: Graph): UnionFind {
 }
 
 export function generate(graphs: Record<string, Graph>, target: Target, opts: GenerateOptions = {}): CodegenResult {
+  const outputsOf = (gname: string, g: Graph): string[] => {
+    const read = opts.outputs?.[gname];
+    if (!read) return g.outputs;
+    for (const v of read) if (!g.outputs.includes(v)) throw new Error(`'${v}' is not an output of graph ${gname}`);
+    return read;
+  };
   const buffers: ProgramBuffer[] = [];
   const byKey = new Map<string, number>(); // `${root}|${dtype}|${shape}` -> buffer
   const bufferOf: Record<string, Record<string, number>> = {};
@@ -223,18 +238,25 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       list.push(add(copyKernel(u.next, u.state, g.values.get(u.state)!.dtype, sizeOf(staticShape(g.values.get(u.state)!)), target), map, `update ${u.state}`));
     }
     const io = (names: string[]) => Object.fromEntries(names.map((v) => [v, map[v]]));
-    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs) };
+    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(outputsOf(gname, g)) };
   }
 
   const keep = new Set<number>();
-  for (const [gname, g] of Object.entries(graphs))
-    for (const v of [...g.inputs, ...g.outputs, ...(opts.keep?.[gname] ?? [])]) {
+  const until = new Map<number, string[]>(); // output buffer -> schedules it must survive to the end of
+  for (const [gname, g] of Object.entries(graphs)) {
+    const bufferNamed = (v: string) => {
       const b = bufferOf[gname][v];
       if (b === undefined) throw new Error(`cannot keep unknown value '${v}' of graph ${gname}`);
-      keep.add(b);
+      return b;
+    };
+    for (const v of [...g.inputs, ...(opts.keep?.[gname] ?? [])]) keep.add(bufferNamed(v));
+    for (const v of outputsOf(gname, g)) {
+      const b = bufferNamed(v);
+      until.set(b, [...(until.get(b) ?? []), gname]);
     }
+  }
   const lists = Object.fromEntries(Object.entries(schedules).map(([k, s]) => [k, s.kernels]));
-  const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share });
+  const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share, untilEnd: until });
   buffers.forEach((b, i) => {
     b.alloc = plan.allocOf[i];
     b.offset = plan.offsetOf[i];
