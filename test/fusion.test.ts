@@ -57,9 +57,54 @@ describe('fusion', () => {
       expect(g.values.get(name)!.dtype).toBe('f16');
       expect([...plan.groups.values()].some((chain) => chain.includes(gemm)), name).toBe(false);
     }
-    // In the backward pass, a GEMM whose f16 result is widened for an f32 consumer stores the
-    // widened value.
-    expect(headedOps('fp16').ops).toContain('Gemm Cast');
+  });
+
+  it("GELU's backward pass is the epilogue of the GEMM that computes its output's gradient: that gradient never reaches memory", () => {
+    for (const policy of ['fp32', 'fp16', 'bf16', 'fp8']) {
+      const c = compileModel('models/gpt-block.onnx', { policy, batch: 2 });
+      const g = c.train;
+      const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
+      const dgrad = g.nodes.find((n) => n.outputs[0] === '/mlp/proj/MatMul.gemm.grad_1')!;
+      const chain = [...plan.groups.values()].find((ch) => ch.includes(dgrad));
+      expect(chain?.[0], policy).toBe(dgrad);
+      expect(chain!.map((n) => n.op), policy).toContain('mpc.ErfGrad');
+      // Values read twice inside it (the scaled gradient of GELU's output) are computed once.
+      expect(chain!.some((n) => readersOf(g, n.outputs[0]).filter((r) => chain!.includes(r)).length > 1), policy).toBe(true);
+      for (const n of chain!.slice(0, -1)) expect(c.program.buffers[c.code.bufferOf.train[n.outputs[0]]].alloc, `${policy} ${n.outputs[0]}`).toBe(-1);
+    }
+  });
+
+  it('an f32 reader of a GEMM\'s f16 result widens it on load: the GEMM stores f16 (attention probabilities\' and LayerNorm outputs\' gradients)', () => {
+    for (const policy of ['fp16', 'bf16']) {
+      const c = compileModel('models/gpt-block.onnx', { policy, batch: 2 });
+      const g = c.train;
+      const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
+      const readers = g.nodes.filter((n) => ['mpc.SoftmaxGrad', 'mpc.LayerNormGrad', 'mpc.LayerNormParamGrad'].includes(n.op));
+      expect(readers.length, policy).toBe(10); // SoftmaxGrad; dX, dScale, dBias of ln1, ln2, ln_f
+      for (const n of readers) {
+        const p = plan.prologues.get(n)?.get(0);
+        expect(p, `${policy} ${n.name}`).toBeDefined();
+        expect([g.values.get(p!.inputs[0])!.dtype, g.values.get(p!.outputs[0])!.dtype], n.name).toEqual([policy === 'fp16' ? 'f16' : 'bf16', 'f32']);
+        // The widened value is never stored; the narrow one the GEMM wrote is read instead.
+        expect(c.program.buffers[c.code.bufferOf.train[p!.outputs[0]]].alloc, p!.outputs[0]).toBe(-1);
+        const kernel = c.program.kernels.find((k) => k.node === n.name || k.fused?.includes(n.name))!;
+        expect(kernel.bindings.map((b) => c.program.buffers[b.buffer].name), n.name).toContain(p!.inputs[0]);
+      }
+    }
+  });
+
+  it('fused kernels read scalar constants as literals, not through bindings', () => {
+    const c = compileModel('models/gpt-block.onnx', { policy: 'fp16', batch: 2 });
+    const fused = c.program.kernels.filter((k) => k.fused);
+    expect(fused.length).toBeGreaterThan(0);
+    const scalarConst = (b: number) => {
+      const v = c.train.values.get(c.program.buffers[b].name) ?? c.eval.values.get(c.program.buffers[b].name);
+      return v?.role === 'const' && c.program.buffers[b].shape.reduce((a, d) => a * d, 1) === 1;
+    };
+    // GELU's constants (1/sqrt(2), 1, 0.5) are read by its fused kernels, in neither binding.
+    const gelu = fused.filter((k) => k.fused!.some((n) => n.includes('/act/Erf')));
+    expect(gelu.length).toBeGreaterThan(0);
+    for (const k of fused) expect(k.bindings.filter((b) => scalarConst(b.buffer)).map((b) => c.program.buffers[b.buffer].name), k.name).toEqual([]);
   });
 
   it('GELU, which reads its input twice, is the epilogue of the GEMM before it where nothing else reads that GEMM (inference)', () => {
@@ -120,13 +165,14 @@ describe('fusion', () => {
     const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
     const folded = [...plan.prologues.values()].flatMap((m) => [...m.values()]);
     expect(folded.length).toBeGreaterThan(0);
-    for (const [gemm, m] of plan.prologues) {
-      expect(opRow(gemm.op).prologue, gemm.op).toBeDefined();
+    for (const [reader, m] of plan.prologues) {
       for (const [k, p] of m) {
-        // The producer is a unary elementwise node whose only reader is this operand.
-        expect(gemm.inputs[k]).toBe(p.outputs[0]);
+        expect(opRow(reader.op).prologue, reader.op).toContain(k);
+        // The producer is a unary elementwise node every reader of which (through views)
+        // loads through it.
         expect(opRow(p.op).expr, p.op).toBeDefined();
-        expect(g.nodes.filter((n) => n.inputs.includes(p.outputs[0]))).toEqual([gemm]);
+        expect(readersOf(g, p.outputs[0])).toContain(reader);
+        for (const r of readersOf(g, p.outputs[0])) expect([...(plan.prologues.get(r)?.values() ?? [])], `${p.name} read by ${r.name}`).toContain(p);
         expect(plan.absorbed.has(p)).toBe(true);
       }
     }

@@ -9,14 +9,14 @@
 //
 // Same numbers as unfused: every value in between is rounded to its own dtype exactly where
 // the unfused program stored it (`KernelWriter.round`), and arithmetic is f32 in both.
-import { byteSize, isFloat } from '../ir/dtypes.js';
+import { byteSize, isFloat, round } from '../ir/dtypes.js';
 import { staticShape, type Graph, type Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
 import type { EmitCtx, Epilogue, Prologue, ValueType } from '../ops/types.js';
 import { broadcastIndex } from './index-math.js';
 import type { Kernel, Target } from './kernel.js';
-import { KernelWriter, mapKernel } from './storage.js';
+import { f32Lit, KernelWriter, mapKernel } from './storage.js';
 
 /** Storage buffers a fused kernel may bind (WebGPU's guaranteed minimum per shader stage). */
 const MAX_BINDINGS = 8;
@@ -131,10 +131,20 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
       }
       const pc = p && chainOf.get(p);
       if (!pc || pc === chain || k < 2 || k !== uses.get(v) || pinned.has(v) || p!.phase !== last.phase || type(v).shape.join() !== shape) continue;
-      // A chain headed by a GEMM gives up its epilogue when the GEMM's own result takes no
-      // more bytes than the chain's (the gradient of GELU's output: the f16 GEMM result, not
-      // its widened and scaled f32 copy, then waits for the two readers).
+      // A chain headed by a GEMM: the reading chain becomes the rest of its epilogue (the
+      // gradient of GELU's output, computed by a GEMM, never reaches memory), where the GEMM's
+      // kernel can bind every input; otherwise the GEMM gives up its epilogue when its own
+      // result takes no more bytes than the chain's (the f16 GEMM result, not its widened and
+      // scaled f32 copy, then waits for the two readers).
       const head = headCapable(pc[0]) ? pc[0] : undefined;
+      if (head && inPlaceBefore[index.get(last)!] === inPlaceBefore[index.get(head)!]) {
+        const whole = [...pc, ...chain].sort((a, b) => index.get(a)! - index.get(b)!);
+        if (externals(g, whole) + 1 <= MAX_BINDINGS) {
+          chainOf.delete(p!);
+          chainOf.set(last, whole);
+          return true;
+        }
+      }
       const moved = head ? pc.slice(1) : pc;
       if (!moved.length || (head && byteSize(type(head.outputs[0]).dtype) > byteSize(type(v).dtype))) continue;
       if (inPlaceBefore[index.get(last)!] !== inPlaceBefore[index.get(moved[0])!]) continue;
@@ -149,6 +159,53 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
   };
   for (const last of [...chainOf.keys()]) while (chainOf.has(last) && shared(last));
 
+  // Where a unary elementwise node can be a prologue: every read of its result (through
+  // views, which keep each element's flat index) is an operand that its reader's row loads
+  // through a prologue, in the node's phase and with no in-place update in between. The
+  // readers then load the node's input and apply its expression; its result is never stored.
+  const target = g.meta.target as Target | undefined;
+  const readersOf = new Map<string, [Node, number][]>();
+  for (const n of g.nodes)
+    n.inputs.forEach((v, k) => {
+      if (!v) return;
+      const r = readersOf.get(v);
+      if (r) r.push([n, k]);
+      else readersOf.set(v, [[n, k]]);
+    });
+  const prologueReads = (p: Node): [Node, number][] | undefined => {
+    const v = p.outputs[0];
+    const x = p.inputs[0];
+    if (!fusable(p) || p.inputs.length !== 1 || !x || !isFloat(type(x).dtype) || sizeOf(type(x).shape) !== sizeOf(type(v).shape)) return undefined;
+    const reads: [Node, number][] = [];
+    const visit = (u: string): boolean => {
+      if (pinned.has(u)) return false;
+      for (const [n, k] of readersOf.get(u) ?? []) {
+          if (opRow(n.op).alias?.view) {
+            if (!visit(n.outputs[0])) return false;
+            continue;
+          }
+          const row = opRow(n.op);
+          if (!row.prologue?.includes(k) || n.phase !== p.phase || inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!]) return false;
+          // Read directly, the operand keeps the node's shape (a GEMM's strided loads).
+          if (u === v && type(x).shape.join() !== type(v).shape.join()) return false;
+          if (target && row.prologueWorth && !row.prologueWorth(n, k, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]), target)) return false;
+          reads.push([n, k]);
+      }
+      return true;
+    };
+    return visit(v) && reads.length ? reads : undefined;
+  };
+  // A chain ending in a widening node (a cast to f32) that can be such a prologue stores the
+  // narrow value instead, and the readers widen on load: the gradient of attention's
+  // probabilities leaves its GEMM as f16 for SoftmaxGrad, that of LayerNorm's output for
+  // LayerNorm's three gradient kernels, not as f32.
+  for (const [last, chain] of [...chainOf]) {
+    if (chain.length < 2 || byteSize(type(last.outputs[0]).dtype) <= byteSize(type(last.inputs[0]).dtype) || !prologueReads(last)) continue;
+    chainOf.delete(last);
+    const rest = chain.slice(0, -1);
+    chainOf.set(rest[rest.length - 1], rest);
+  }
+
   const groups = new Map<Node, Node[]>();
   const absorbed = new Set<Node>();
   for (const [last, chain] of chainOf)
@@ -157,26 +214,20 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
       for (const m of chain) if (m !== last) absorbed.add(m);
     }
 
-  // Prologues: a GEMM operand made by a unary elementwise node of the same shape (a cast of
-  // a weight, of LayerNorm's output, of attention's probabilities) that nothing else reads is
-  // computed in the GEMM's loads, from that node's input, instead of by a kernel of its own.
+  // Prologues: a GEMM operand made by a unary elementwise node (a cast of a weight, of
+  // LayerNorm's output, of attention's probabilities), a row's input made by a widening cast,
+  // computed in the loads of every reader, from that node's input, instead of by a kernel.
   const prologues = new Map<Node, Map<number, Node>>();
-  const target = g.meta.target as Target | undefined;
-  for (const n of g.nodes) {
-    const row = opRow(n.op);
-    for (const k of row.prologue ?? []) {
-      const v = n.inputs[k];
-      const p = v ? producer.get(v) : undefined;
-      if (!p || !fusable(p) || absorbed.has(p) || groups.has(p) || pinned.has(v) || uses.get(v) !== 1 || p.phase !== n.phase) continue;
-      const data = p.inputs.filter(Boolean);
-      if (data.length !== 1 || p.inputs.length !== 1 || !isFloat(type(data[0]).dtype) || type(data[0]).shape.join() !== type(v).shape.join()) continue;
-      if (inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!]) continue;
-      if (target && row.prologueWorth && !row.prologueWorth(n, k, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]), target)) continue;
+  for (const p of g.nodes) {
+    if (absorbed.has(p) || groups.has(p)) continue;
+    const reads = prologueReads(p);
+    if (!reads) continue;
+    for (const [n, k] of reads) {
       let m = prologues.get(n);
       if (!m) prologues.set(n, (m = new Map()));
       m.set(k, p);
-      absorbed.add(p);
     }
+    absorbed.add(p);
   }
   // A row that computes the producer of one of its inputs as well (the fp8 quantizer and its
   // statistics): the producer runs right before it and is not otherwise fused.
@@ -226,12 +277,23 @@ function viewsOf(g: Graph): Map<string, string> {
   return m;
 }
 
-/** Distinct values a chain reads from memory (a view of a chain value is not one). */
+/** Distinct values a chain reads from memory (a view of a chain value or a scalar constant is not one). */
 function externals(g: Graph, chain: Node[]): number {
   const inside = new Set(chain.flatMap((n) => n.outputs));
   const views = viewsOf(g);
   const inner = (v: string): boolean => inside.has(v) || (views.has(v) && inner(views.get(v)!));
-  return new Set(chain.flatMap((n) => n.inputs.filter((i) => i && !inner(i)))).size;
+  return new Set(chain.flatMap((n) => n.inputs.filter((i) => i && !inner(i) && literalOf(g, i) === undefined))).size;
+}
+
+/**
+ * A scalar floating-point constant as a WGSL literal of the value its buffer holds (rounded
+ * to its dtype): a fused kernel reads it without a binding. Same number, so same results.
+ */
+function literalOf(g: Graph, v: string): string | undefined {
+  const val = g.values.get(v);
+  if (!val || val.role !== 'const' || !val.init || !isFloat(val.dtype) || val.init.data.length !== 1) return undefined;
+  const x = round(val.dtype, val.init.data[0]);
+  return Number.isFinite(x) && !Object.is(x, -0) ? f32Lit(x) : undefined;
 }
 
 /**
@@ -270,7 +332,7 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
       let id = local.get(key);
       if (id === undefined) {
         id = `x${local.size}`;
-        lines.push(`let ${id} = ${w.load(w.bind(v, t.dtype, 'read'), broadcastIndex(at, t.shape, 'i'))};`);
+        lines.push(`let ${id} = ${literalOf(g, v) ?? w.load(w.bind(v, t.dtype, 'read'), broadcastIndex(at, t.shape, 'i'))};`);
         local.set(key, id);
       }
       return id;
@@ -289,10 +351,12 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
 }
 
 /**
- * The head's own kernel with the rest of the chain as its epilogue. Each chain value is used
- * once (single readers), so the chain is one nested expression; inner values are rounded to
- * their dtypes as stored by the unfused program, external inputs are read at the element's
- * (broadcast) index, and views between the head and the chain are index-preserving.
+ * The head's own kernel with the rest of the chain as its epilogue. Inner values are rounded
+ * to their dtypes as stored by the unfused program, external inputs are read at the element's
+ * (broadcast) index, and views between the head and the chain are index-preserving. A chain
+ * of single readers is one nested expression; one with a value read several times (GELU's
+ * backward pass reads its scaled output gradient twice) becomes a helper function of the
+ * kernel, each value a `let` computed once per element.
  */
 function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType, prologue?: Record<number, Prologue>): Kernel {
   const last = rest[rest.length - 1];
@@ -315,24 +379,51 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
     if (r === undefined) fromHead.set(v, (r = !producerIn.has(v) && viewOfHead(v)));
     return r;
   };
+  const readers = new Map<string, number>();
+  for (const n of rest) for (const i of n.inputs) if (i && inner(i)) readers.set(inner(i)!, (readers.get(inner(i)!) ?? 0) + 1);
+  const shared = [...readers.values()].some((k) => k > 1);
+  // The value of chain value `x` read by a node of shape `at`: the head's `v`, a register
+  // (`regs`, in the helper function) or its nested expression; an input loaded at `idx`.
+  const valueOf = (w: KernelWriter, v: string, idx: string, regs?: Map<string, string>) => {
+    const value = (x: string, at: number[]): string => {
+      if (isHead(x)) return `(${v})`;
+      const own = inner(x) ?? x;
+      const reg = regs?.get(own);
+      if (reg) return reg;
+      const n = producerIn.get(own);
+      if (!n) {
+        const t = type(x);
+        return literalOf(g, x) ?? w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(at, t.shape, `(${idx})`));
+      }
+      return `(${expr(n)})`;
+    };
+    const expr = (n: Node): string => {
+      const t = type(n.outputs[0]);
+      const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), t)(...n.inputs.map((i) => (i ? value(i, t.shape) : '')));
+      return n === last ? e : w.round(t.dtype, e);
+    };
+    return { value, expr };
+  };
+  const defined = new WeakSet<KernelWriter>();
   let count = 0;
   const epilogue: Epilogue = {
     out: { buffer: last.outputs[0], dtype: out.dtype },
     apply: (w, v, idx) => {
       // Every operand is parenthesized: a row's expression may put it next to an operator.
-      // `at`: the shape of the node reading `x` (an input is broadcast to it).
-      const value = (x: string, at: number[]): string => {
-        if (isHead(x)) return `(${v})`;
-        const n = producerIn.get(inner(x) ?? x);
-        if (!n) {
-          const t = type(x);
-          return w.load(w.bind(x, t.dtype, 'read'), broadcastIndex(at, t.shape, `(${idx})`));
-        }
-        const t = type(n.outputs[0]);
-        const e = opRow(n.op).expr!(n, w, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), t)(...n.inputs.map((i) => (i ? value(i, t.shape) : '')));
-        return `(${n === last ? e : w.round(t.dtype, e)})`;
-      };
-      return `(${value(last.outputs[0], out.shape)})`;
+      if (!shared) return `(${valueOf(w, v, idx).value(last.outputs[0], out.shape)})`;
+      if (!defined.has(w)) {
+        defined.add(w);
+        const regs = new Map<string, string>();
+        const { expr } = valueOf(w, 'v', 'i', regs);
+        const lines = rest.map((n, k) => {
+          if (n === last) return `  return ${expr(n)};`;
+          const line = `  let e${k} = ${expr(n)};`;
+          regs.set(n.outputs[0], `e${k}`);
+          return line;
+        });
+        w.define(`fn epilogue(v: f32, i: u32) -> f32 {\n${lines.join('\n')}\n}\n`);
+      }
+      return `epilogue(${v}, ${idx})`;
     },
   };
   // GEMM rows read the epilogue from the context; rows built on mapKernel from their writer.

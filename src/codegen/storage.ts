@@ -8,6 +8,8 @@
 import { info, isFloat, type DType } from '../ir/dtypes.js';
 import { emitWgslHelpers, wgslHelperNames } from './wgsl-dtypes.js';
 import { dispatch1d, type Kernel, type KernelBinding, type Target } from './kernel.js';
+import type { Node } from '../ir/graph.js';
+import type { EmitCtx } from '../ops/types.js';
 
 export interface Layout {
   dtype: DType;
@@ -257,6 +259,21 @@ export function mapKernel(
     body = lines.join('\n');
   }
   return w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)) });
+}
+
+/**
+ * Operand k of node `n` as a kernel loads it (by flat index): its own buffer, or, where fusion
+ * folded the node producing it into the loads (`EmitCtx.prologue`, for rows declaring
+ * `prologue`), that node's input mapped by its expression.
+ */
+export function operandLoader(w: KernelWriter, n: Node, ctx: EmitCtx, k: number): (idx: string) => string {
+  const pro = ctx.prologue?.[k];
+  if (!pro) {
+    const b = w.bind(n.inputs[k], ctx.type(n.inputs[k]).dtype, 'read');
+    return (idx) => w.load(b, idx);
+  }
+  const b = w.bind(pro.buffer, pro.dtype, 'read');
+  return (idx) => pro.apply(w, w.load(b, idx));
 }
 
 /** Rows of a tensor along one axis: `outer` blocks of `len` elements at stride `inner`. */

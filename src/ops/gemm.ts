@@ -450,11 +450,13 @@ export const gemmOps: OpRow[] = [
         const batched = s.batch.length > 0;
         const mat = (v: View): [number, number] => [v.strides[v.strides.length - 2], v.strides[v.strides.length - 1]];
         const zs = productStrides(n, s);
+        // A row-major result (no permY) is stored as any other (a packed one of odd N too).
+        const rowMajor = zs.join() === stridesOf([...s.batch, s.M, s.N]).join();
         layout = {
           batch: batched ? s.batch : 1,
           a: { ...operand(n, ctx, 0), strides: mat(s.a), batchStride: batched ? viewBatchStrides(s.a, s.batch) : undefined },
           b: { ...operand(n, ctx, 1), strides: mat(s.b), batchStride: batched ? viewBatchStrides(s.b, s.batch) : undefined },
-          out: { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
+          out: rowMajor ? o.out : { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
         };
       } else {
         const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);

@@ -7,7 +7,7 @@
 import { isFloat, type DType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { broadcastShapes, broadcastStrides, sizeOf, type Tensor } from '../ir/tensor.js';
-import { f32Lit, mapKernel, rowKernel, type KernelWriter } from '../codegen/storage.js';
+import { f32Lit, mapKernel, operandLoader, rowKernel, type KernelWriter } from '../codegen/storage.js';
 import { broadcastIndex } from '../codegen/index-math.js';
 import { attrFloat, attrInt, attrString, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
@@ -215,6 +215,7 @@ export const layerNormOps: OpRow[] = [
     precision: 'deny',
     arity: [5, 5],
     outputs: 1,
+    prologue: [0],
     // A row kernel: fused consumers (the residual stream's gradient sum, a cast) go into its store.
     epilogue: true,
     infer: (n, [dy, x, scale]) => {
@@ -246,20 +247,22 @@ export const layerNormOps: OpRow[] = [
       const xt = ctx.type(n.inputs[1]);
       const st = ctx.type(n.inputs[2]);
       const d = lnDims(n, xt.shape);
-      const [dy, x, scale, mean, inv] = n.inputs.map((v) => w.bind(v, ctx.type(v).dtype, 'read'));
+      // dY may come through a prologue (a widening cast of a GEMM's result, read narrow).
+      const dy = operandLoader(w, n, ctx, 0);
+      const [x, scale, mean, inv] = n.inputs.slice(1).map((v) => w.bind(v, ctx.type(v).dtype, 'read'));
       const sIdx = (p: string) => broadcastIndex(d.normShape, st.shape, p);
       const prologue = `let m = ${w.load(mean, 'row')};
 let inv_s = ${w.load(inv, 'row')};
 var sg = 0.0;
 var sgx = 0.0;
 for (var p = 0u; p < ${d.D}u; p++) {
-  let g = ${w.load(dy, 'base + p')} * ${w.load(scale, sIdx('p'))};
+  let g = ${dy('base + p')} * ${w.load(scale, sIdx('p'))};
   sg += g;
   sgx += g * ((${w.load(x, 'base + p')} - m) * inv_s);
 }`;
       // inv_s (g - sg/D - xhat sgx/D), with xhat = (x - m) inv_s and g = dy scale at c.
       const element = (c: string) =>
-        `inv_s * (${w.load(dy, `base + ${c}`)} * ${w.load(scale, sIdx(c))} - sg / ${f32Lit(d.D)} - ((${w.load(x, `base + ${c}`)} - m) * inv_s) * sgx / ${f32Lit(d.D)})`;
+        `inv_s * (${dy(`base + ${c}`)} * ${w.load(scale, sIdx(c))} - sg / ${f32Lit(d.D)} - ((${w.load(x, `base + ${c}`)} - m) * inv_s) * sgx / ${f32Lit(d.D)})`;
       return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: { outer: d.rows, len: d.D, inner: 1 }, prologue, element })];
     },
   },
@@ -272,6 +275,7 @@ for (var p = 0u; p < ${d.D}u; p++) {
     precision: 'deny',
     arity: [5, 5],
     outputs: 1,
+    prologue: [0],
     infer: (n, [dy, x, , , p]) => {
       floatOf(n, dy, 'dY');
       checkParam(n, 'the parameter', p, lnDims(n, x.shape));
@@ -296,11 +300,11 @@ for (var p = 0u; p < ${d.D}u; p++) {
       const pt = ctx.type(n.inputs[4]);
       const d = lnDims(n, xt.shape);
       const scale = paramKind(n) === 'scale';
-      const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
+      const dy = operandLoader(w, n, ctx, 0);
       const term = (j: string) => {
-        if (!scale) return w.load(dy, j);
+        if (!scale) return dy(j);
         const [x, mean, inv] = n.inputs.slice(1, 4).map((v) => w.bind(v, ctx.type(v).dtype, 'read'));
-        return `${w.load(dy, j)} * ((${w.load(x, j)} - ${w.load(mean, 'r')}) * ${w.load(inv, 'r')})`;
+        return `${dy(j)} * ((${w.load(x, j)} - ${w.load(mean, 'r')}) * ${w.load(inv, 'r')})`;
       };
       // Unbroadcast parameter: position q of every row. Broadcast: every position mapping to q.
       const direct = sizeOf(pt.shape) === d.D;

@@ -7,7 +7,7 @@
 import { isFloat } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
-import { rowKernel, type RowShape } from '../codegen/storage.js';
+import { operandLoader, rowKernel, type RowShape } from '../codegen/storage.js';
 import { wgslMath } from './math.js';
 import { attrInt, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
@@ -119,6 +119,7 @@ function softmaxGradRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
     arity: [2, 2],
     outputs: 1,
     epilogue: true,
+    prologue: [0],
     infer: (n, [dy, y]) => {
       sameShapeFloat(n, [dy, y]);
       return [{ dtype: dy.dtype, shape: [...y.shape] }];
@@ -136,12 +137,14 @@ function softmaxGradRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
       const w = ctx.writer();
       const yt = ctx.type(n.inputs[1]);
       const r = rowsOf(n, yt.shape);
-      const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
-      const y = w.bind(n.inputs[1], yt.dtype, 'read');
-      const at = (b: string, c: string) => w.load(b, `base + ${c} * ${r.inner}u`);
-      const term = log ? at(dy, 'k') : `${at(dy, 'k')} * ${at(y, 'k')}`;
+      // dY may come through a prologue (a widening cast: a GEMM's f16 result read as f32).
+      const dyAt = operandLoader(w, n, ctx, 0);
+      const yAt = operandLoader(w, n, ctx, 1);
+      const dy = (c: string) => dyAt(`base + ${c} * ${r.inner}u`);
+      const y = (c: string) => yAt(`base + ${c} * ${r.inner}u`);
+      const term = log ? dy('k') : `${dy('k')} * ${y('k')}`;
       const prologue = `var s = 0.0;\nfor (var k = 0u; k < ${r.len}u; k++) { s += ${term}; }`;
-      const element = (c: string) => (log ? `${at(dy, c)} - ${wgslMath(w, 'mpc_exp')}(${at(y, c)}) * s` : `${at(y, c)} * (${at(dy, c)} - s)`);
+      const element = (c: string) => (log ? `${dy(c)} - ${wgslMath(w, 'mpc_exp')}(${y(c)}) * s` : `${y(c)} * (${dy(c)} - s)`);
       return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: r, prologue, element })];
     },
   };
