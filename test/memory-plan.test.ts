@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compileModel, type ProgramFile } from '../src/compile/compile.js';
 import { peakLive, planMemory } from '../src/codegen/memory-plan.js';
+import type { CodegenResult } from '../src/codegen/program.js';
 import { GPT12, gptOnnx } from '../src/models/gpt.js';
 import { importOnnxFile } from '../src/onnx/import.js';
 import { runPipeline, TRAIN_PIPELINE } from '../src/passes/pipeline.js';
@@ -27,6 +28,14 @@ const POLICIES = ['fp32', 'fp16', 'bf16', 'fp8'];
  * read in a schedule before that schedule wrote it carries data between runs (or from the
  * host), so its bytes must be its own.
  */
+/** The compiled program's memory plan, made again (inputs kept; outputs live to their schedule's end). */
+function replan(code: CodegenResult) {
+  const lists = Object.fromEntries(Object.entries(code.schedules).map(([k, s]) => [k, s.kernels]));
+  const untilEnd = new Map(Object.entries(code.schedules).flatMap(([k, s]) => Object.values(s.outputs).map((o) => [o, [k]] as [number, string[]])));
+  const keep = new Set(Object.values(code.schedules).flatMap((s) => Object.values(s.inputs)));
+  return { lists, plan: planMemory(code.buffers, code.kernels, lists, keep, { untilEnd }) };
+}
+
 function clobbers(p: ProgramFile, hostReads: number[]): string[] {
   const errs: string[] = [];
   const off = (b: number) => p.buffers[b].offset ?? 0;
@@ -78,6 +87,22 @@ describe('memory plan', () => {
         // The allocations cover at least the peak of simultaneously live bytes.
         expect(c.code.memory.activation.planned).toBeGreaterThanOrEqual(c.code.memory.train!.peak);
       });
+
+  it('the predictions live in the arena to the end of inference, then give their bytes back to training', () => {
+    for (const model of MODELS) {
+      const { program: p, code } = compileModel(`models/${model}.onnx`, { policy: 'fp16', batch: 8 });
+      const b = p.schedules.eval.outputs[p.io.prediction];
+      // No allocation of its own: the bytes are shared with the training step's values.
+      expect(p.buffers.filter((x) => x.alloc === p.buffers[b].alloc).length, model).toBeGreaterThan(1);
+      // The planner's lifetime runs to the schedule's last kernel.
+      const life = replan(code).plan.lifetimes.get(b)?.find((l) => l.schedule === 'eval');
+      expect(life?.last, model).toBe(p.schedules.eval.kernels.length - 1);
+      // Not an output of the training schedule: there it feeds the loss and nothing else.
+      expect(p.schedules.train.outputs, model).toEqual({ loss: p.state.loss });
+      // The symbolic run: nothing overwrites them before the host reads them.
+      expect(clobbers(p, []), model).toEqual([]);
+    }
+  });
 
   it('the simulation catches a clobber (two live buffers put into one allocation)', () => {
     const c = compileModel('models/mlp.onnx', { policy: 'fp32', batch: 8 });
@@ -141,9 +166,7 @@ describe('placement', () => {
     writeFileSync(file, gptOnnx(GPT12));
     for (const policy of ['fp32', 'fp16']) {
       const { code } = compileModel(file, { policy, batch: 8 });
-      const lists = Object.fromEntries(Object.entries(code.schedules).map(([k, s]) => [k, s.kernels]));
-      const keep = new Set(Object.values(code.schedules).flatMap((s) => [...Object.values(s.inputs), ...Object.values(s.outputs)]));
-      const plan = planMemory(code.buffers, code.kernels, lists, keep);
+      const { lists, plan } = replan(code);
       const arenas = new Set(plan.allocOf.filter((a, b) => a >= 0 && !plan.pinned[b]));
       const arena = [...arenas].reduce((s, a) => s + plan.allocations[a], 0);
       const peak = Math.max(...Object.entries(lists).map(([k, l]) => peakLive(plan, code.buffers, k, l.length).bytes));
@@ -254,7 +277,7 @@ describe('rematerialize', () => {
     for (const h of ['q', 'k', 'v']) expect([...saved].some((v) => v.includes(`/attn/${h}/`) && prod.get(v)?.op === 'Gemm'), h).toBe(true);
   });
 
-  it('fp16/bf16 trade f32 residual sums for their low-precision addends, recomputed in the backward pass, in chains of at most two', () => {
+  it('fp16/bf16 trade f32 residual sums for their low-precision addends, recomputed in the backward pass, in bounded chains', () => {
     const f32 = savedValues('fp32');
     // fp32: the sums are saved; their addends, the projections, are as large: nothing to trade.
     for (const v of ['/Add_output_0', '/Add_1_output_0', '/Add_2_output_0']) expect(f32.saved, v).toContain(v);
@@ -276,5 +299,23 @@ describe('rematerialize', () => {
         [...s].filter((v) => /^\/(Add|Add_1|Add_2)_output_0$|^\/(attn|mlp)\/proj\/MatMul\.gemm$/.test(v)).reduce((a, v) => a + p.code.buffers[p.code.bufferOf.train[v]].bytes, 0);
       expect(bytes(saved, c), policy).toBeLessThan(bytes(f32.saved, f32.c));
     }
+    // Three blocks: seven sums on the residual stream (the embeddings', two per block). Every
+    // fifth stays saved; the four after it are recomputed from it, each from the one before.
+    const file = join(mkdtempSync(join(tmpdir(), 'mpc-trade-')), 'gpt3.onnx');
+    writeFileSync(file, gptOnnx({ ...GPT12, layers: 3 }));
+    const c = compileModel(file, { policy: 'fp16', batch: 2 });
+    const tr = c.program.schedules.train.kernels;
+    const phase = new Map(c.train.nodes.map((n) => [n.name, n.phase]));
+    const boundary = tr.findIndex((k) => phase.get(c.program.kernels[k].node) === 'backward');
+    const first = new Map<number, number>();
+    const sums = new Set<string>();
+    tr.forEach((k, pos) => {
+      for (const { buffer } of c.program.kernels[k].bindings) {
+        if (!first.has(buffer)) first.set(buffer, pos);
+        const name = c.program.buffers[buffer].name;
+        if (pos >= boundary && first.get(buffer)! < boundary && /Add(_1)?_output_0$/.test(name)) sums.add(name);
+      }
+    });
+    expect([...sums].sort()).toEqual(['/Add_output_0', '/blocks.2/Add_output_0']);
   });
 });
