@@ -108,7 +108,11 @@ export class GpuProgram {
     this.gpu.device.queue.writeBuffer(this.allocation(buffer), b.offset ?? 0, bytes);
   }
 
-  /** Encodes every kernel of a schedule, `times` over, in one compute pass, and submits. */
+  /**
+   * Encodes every kernel of a schedule, `times` over, in one compute pass, and submits. Its
+   * outputs hold their values until the next run of any schedule (they share memory with
+   * that run's values): read them before running again.
+   */
   run(schedule: string, times = 1): void {
     const s = this.spec.schedules[schedule];
     if (!s) throw new Error(`program has no schedule '${schedule}'`);
