@@ -180,16 +180,16 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
     const visit = (u: string): boolean => {
       if (pinned.has(u)) return false;
       for (const [n, k] of readersOf.get(u) ?? []) {
-          if (opRow(n.op).alias?.view) {
-            if (!visit(n.outputs[0])) return false;
-            continue;
-          }
-          const row = opRow(n.op);
-          if (!row.prologue?.includes(k) || n.phase !== p.phase || inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!]) return false;
-          // Read directly, the operand keeps the node's shape (a GEMM's strided loads).
-          if (u === v && type(x).shape.join() !== type(v).shape.join()) return false;
-          if (target && row.prologueWorth && !row.prologueWorth(n, k, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]), target)) return false;
-          reads.push([n, k]);
+        const row = opRow(n.op);
+        if (row.alias?.view) {
+          if (!visit(n.outputs[0])) return false;
+          continue;
+        }
+        if (!row.prologue?.includes(k) || n.phase !== p.phase || inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!]) return false;
+        // Read directly, the operand keeps the node's shape (a GEMM's strided loads).
+        if (u === v && type(x).shape.join() !== type(v).shape.join()) return false;
+        if (target && row.prologueWorth && !row.prologueWorth(n, k, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]), target)) return false;
+        reads.push([n, k]);
       }
       return true;
     };
