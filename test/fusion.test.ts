@@ -74,21 +74,23 @@ describe('fusion', () => {
     }
   });
 
-  it('an f32 reader of a GEMM\'s f16 result widens it on load: the GEMM stores f16 (attention probabilities\' and LayerNorm outputs\' gradients)', () => {
+  it('an f32 reader of a GEMM\'s f16 result widens it on load: the GEMM stores f16 (attention probabilities\' and LayerNorm outputs\' gradients, the logits for the loss gradient)', () => {
     for (const policy of ['fp16', 'bf16']) {
       const c = compileModel('models/gpt-block.onnx', { policy, batch: 2 });
       const g = c.train;
       const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
-      const readers = g.nodes.filter((n) => ['mpc.SoftmaxGrad', 'mpc.LayerNormGrad', 'mpc.LayerNormParamGrad'].includes(n.op));
-      expect(readers.length, policy).toBe(10); // SoftmaxGrad; dX, dScale, dBias of ln1, ln2, ln_f
+      // The operand read through a widening cast: dY, or the loss gradient's logits.
+      const operand: Record<string, number> = { 'mpc.SoftmaxGrad': 0, 'mpc.LayerNormGrad': 0, 'mpc.LayerNormParamGrad': 0, 'mpc.SoftmaxCrossEntropyGrad': 1 };
+      const readers = g.nodes.filter((n) => n.op in operand);
+      expect(readers.length, policy).toBe(11); // SoftmaxGrad; dX, dScale, dBias of ln1, ln2, ln_f; the loss's
       for (const n of readers) {
-        const p = plan.prologues.get(n)?.get(0);
+        const p = plan.prologues.get(n)?.get(operand[n.op]);
         expect(p, `${policy} ${n.name}`).toBeDefined();
         expect([g.values.get(p!.inputs[0])!.dtype, g.values.get(p!.outputs[0])!.dtype], n.name).toEqual([policy === 'fp16' ? 'f16' : 'bf16', 'f32']);
         // The widened value is never stored; the narrow one the GEMM wrote is read instead.
         expect(c.program.buffers[c.code.bufferOf.train[p!.outputs[0]]].alloc, p!.outputs[0]).toBe(-1);
         const kernel = c.program.kernels.find((k) => k.node === n.name || k.fused?.includes(n.name))!;
-        expect(kernel.bindings.map((b) => c.program.buffers[b.buffer].name), n.name).toContain(p!.inputs[0]);
+        expect(kernel.bindings.map((b) => b.buffer), n.name).toContain(c.code.bufferOf.train[p!.inputs[0]]);
       }
     }
   });

@@ -83,12 +83,6 @@ export interface MemoryReport {
 export interface GenerateOptions {
   /** Per graph: values the host reads at any time, beyond the graph's inputs and outputs (kept across runs). */
   keep?: Record<string, string[]>;
-  /**
-   * Per graph: the outputs the host reads right after a run (default: all of them). They stay
-   * intact to the end of their schedule and until the next run, sharing the bytes other runs
-   * use; outputs not listed are nobody's to read and live like any other value.
-   */
-  outputs?: Record<string, string[]>;
   /** false: one allocation per buffer (no sharing), for comparisons and debugging. */
   share?: boolean;
   /** false: one kernel per node (no elementwise fusion), for comparisons and debugging. */
@@ -132,12 +126,6 @@ function aliasClasses(g: Graph): UnionFind {
 }
 
 export function generate(graphs: Record<string, Graph>, target: Target, opts: GenerateOptions = {}): CodegenResult {
-  const outputsOf = (gname: string, g: Graph): string[] => {
-    const read = opts.outputs?.[gname];
-    if (!read) return g.outputs;
-    for (const v of read) if (!g.outputs.includes(v)) throw new Error(`'${v}' is not an output of graph ${gname}`);
-    return read;
-  };
   const buffers: ProgramBuffer[] = [];
   const byKey = new Map<string, number>(); // `${root}|${dtype}|${shape}` -> buffer
   const bufferOf: Record<string, Record<string, number>> = {};
@@ -238,7 +226,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       list.push(add(copyKernel(u.next, u.state, g.values.get(u.state)!.dtype, sizeOf(staticShape(g.values.get(u.state)!)), target), map, `update ${u.state}`));
     }
     const io = (names: string[]) => Object.fromEntries(names.map((v) => [v, map[v]]));
-    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(outputsOf(gname, g)) };
+    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs) };
   }
 
   const keep = new Set<number>();
@@ -250,7 +238,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       return b;
     };
     for (const v of [...g.inputs, ...(opts.keep?.[gname] ?? [])]) keep.add(bufferNamed(v));
-    for (const v of outputsOf(gname, g)) {
+    for (const v of g.outputs) {
       const b = bufferNamed(v);
       until.set(b, [...(until.get(b) ?? []), gname]);
     }

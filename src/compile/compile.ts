@@ -57,10 +57,7 @@ export function compileModel(modelPath: string, opts: CompileOptions, onPass?: (
   // What the host reads after a step besides the graphs' inputs and outputs: the loss, and
   // the fp8 statistics (--fp8-stats).
   const keep = { train: [loss.value, ...fp8.map((t) => t.stats)] };
-  // The host reads the loss after a training step (kept) and the predictions after an
-  // inference run; the training graph's predictions feed the loss and nothing else.
-  const outputs = { train: [loss.value], eval: evalG.outputs };
-  const code = generate({ train, eval: evalG }, ctx.target, { keep, outputs, share: opts.planMemory, fuse: opts.fuse, gradients: Object.values(grads) });
+  const code = generate({ train, eval: evalG }, ctx.target, { keep, share: opts.planMemory, fuse: opts.fuse, gradients: Object.values(grads) });
   const tb = code.bufferOf.train;
   const program: ProgramFile = {
     format: PROGRAM_FORMAT,

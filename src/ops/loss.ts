@@ -22,7 +22,7 @@
 // log_prob = (x - max) - log Σ keep their relative accuracy when one class dominates.
 import type { Node } from '../ir/graph.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
-import { f32Lit, layoutOf, mapKernel, MAP_WORKGROUP, type KernelWriter } from '../codegen/storage.js';
+import { f32Lit, layoutOf, mapKernel, MAP_WORKGROUP, operandLoader, type KernelWriter } from '../codegen/storage.js';
 import { dispatch1d } from '../codegen/kernel.js';
 import { wgslMath } from './math.js';
 import { attrInt, attrString, type EmitCtx, type GradCtx, type OpRow, type ValueType } from './types.js';
@@ -149,10 +149,13 @@ interface LossValues {
   x: string;
   labels: string;
   weights?: string;
+  /** How x is loaded, by flat index (default: from its own buffer; a prologue: through a cast). */
+  xAt?: (idx: string) => string;
 }
 
 function wgslLoss(w: KernelWriter, ctx: EmitCtx, s: LossSpec, v: LossValues) {
   const bind = (name: string) => w.bind(name, ctx.type(name).dtype, 'read');
+  const xAt = (idx: string) => (v.xAt ? v.xAt(idx) : w.load(bind(v.x), idx));
   const { N, C, D } = s;
   const P = N * D;
   const label = () => {
@@ -180,10 +183,9 @@ fn loss_label(p: u32) -> i32 {
   };
   /** (max, log Σ exp(x - max)) along C at flat offset `base`. */
   const lse = () => {
-    const x = bind(v.x);
     const exp = wgslMath(w, 'mpc_exp');
     const log = wgslMath(w, 'mpc_log');
-    const at = (c: string) => w.load(x, `base + ${c} * ${D}u`);
+    const at = (c: string) => xAt(`base + ${c} * ${D}u`);
     w.define(`fn loss_lse(base: u32) -> vec2<f32> {
   var m = ${at('0u')};
   for (var c = 1u; c < ${C}u; c++) { m = max(m, ${at('c')}); }
@@ -200,13 +202,12 @@ fn loss_label(p: u32) -> i32 {
   };
   /** u_p for a position that counts. */
   const unweighted = () => {
-    const x = bind(v.x);
     const lab = label();
     const b = base();
     const l = s.kind === 'sce' ? lse() : '';
     w.define(`fn loss_u(p: u32) -> f32 {
   let base = ${b}(p);
-  let xy = ${w.load(x, `base + u32(${lab}(p)) * ${D}u`)};
+  let xy = ${xAt(`base + u32(${lab}(p)) * ${D}u`)};
 ${s.kind === 'sce' ? `  let ml = ${l}(base);\n  return (ml.x - xy) + ml.y;` : '  return -xy;'}
 }
 `);
@@ -335,6 +336,8 @@ function lossGradRow(op: string, kind: LossKind): OpRow {
     dataInputs: [0, 1, 3],
     arity: [3, 4],
     outputs: 1,
+    // The scores may come through a prologue: f16 logits widened on load.
+    prologue: [1],
     infer: (n, ins) => {
       checkDy(n, spec(n, ins), ins[0]);
       return [{ dtype: ins[1].dtype, shape: [...ins[1].shape] }];
@@ -361,8 +364,10 @@ function lossGradRow(op: string, kind: LossKind): OpRow {
     wgsl: (n, ctx) => {
       const s = lossSpec(n, kind, ctx.type(n.inputs[1]), ctx.type(n.inputs[2]), n.inputs[3] ? ctx.type(n.inputs[3]) : undefined);
       const w = ctx.writer();
-      const h = wgslLoss(w, ctx, s, { x: n.inputs[1], labels: n.inputs[2], weights: n.inputs[3] || undefined });
-      const dy = h.bind(n.inputs[0]);
+      const dy = w.bind(n.inputs[0], ctx.type(n.inputs[0]).dtype, 'read');
+      // NLL's gradient never reads the scores.
+      const xAt = kind === 'sce' ? operandLoader(w, n, ctx, 1) : undefined;
+      const h = wgslLoss(w, ctx, s, { x: n.inputs[1], labels: n.inputs[2], weights: n.inputs[3] || undefined, xAt });
       const { C, D } = s;
       const scale = s.reduction === 'none' ? w.load(dy, 'p') : s.reduction === 'sum' ? w.load(dy, '0u') : `${w.load(dy, '0u')} / ${h.weightSum()}()`;
       const head = `let c = (i / ${D}u) % ${C}u;
@@ -377,7 +382,6 @@ let hit = u32(${h.label()}(p)) == c;`;
         // row's log-sum-exp and the reduction's scale once and writes the whole row (the
         // per-element kernel below recomputes both for every element: O(C + P) each).
         const out = w.bind(n.outputs[0], outDtype, 'read_write');
-        const x = h.bind(n.inputs[1]);
         const exp = wgslMath(w, 'mpc_exp');
         const rowScale = s.reduction === 'none' ? w.load(dy, 'p') : s.reduction === 'sum' ? w.load(dy, '0u') : `${w.load(dy, '0u')} / ${h.weightSum()}()`;
         const body = `let p = flat;
@@ -392,7 +396,7 @@ let k = wp * (${rowScale});
 let y = u32(${h.label()}(p));
 let ml = ${h.lse()}(base);
 for (var c = 0u; c < ${C}u; c++) {
-  let v = k * (${exp}((${w.load(x, 'base + c')} - ml.x) - ml.y) - select(0.0, 1.0, y == c));
+  let v = k * (${exp}((${xAt!('base + c')} - ml.x) - ml.y) - select(0.0, 1.0, y == c));
   ${w.store(out, 'base + c', 'v')}
 }`;
         return [w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(s.N / MAP_WORKGROUP)) })];
@@ -400,7 +404,7 @@ for (var c = 0u; c < ${C}u; c++) {
       const compute =
         kind === 'nll'
           ? `${head}\nreturn select(0.0, -k, hit);`
-          : `${head}\nlet ml = ${h.lse()}(i - c * ${D}u);\nreturn k * (${wgslMath(w, 'mpc_exp')}((${w.load(h.bind(n.inputs[1]), 'i')} - ml.x) - ml.y) - select(0.0, 1.0, hit));`;
+          : `${head}\nlet ml = ${h.lse()}(i - c * ${D}u);\nreturn k * (${wgslMath(w, 'mpc_exp')}((${xAt!('i')} - ml.x) - ml.y) - select(0.0, 1.0, hit));`;
       return [mapKernel(w, { out: n.outputs[0], outDtype, count: sizeOf(ctx.type(n.inputs[1]).shape), compute })];
     },
   };

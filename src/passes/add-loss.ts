@@ -34,7 +34,10 @@ export const addLoss: Pass = {
       addNode(g, 'mpc.MeanSquaredError', [pred, label], { outputNames: [LOSS] });
     }
     g.inputs.push(label);
-    g.outputs = [LOSS, ...g.outputs];
+    // The training step's output is its loss: the model's outputs feed it (predictions come
+    // from the inference graph), so nothing computes them for their own sake (an f32 copy of
+    // f16 logits).
+    g.outputs = [LOSS];
     g.meta.loss = { value: LOSS, kind: ctx.loss, prediction: pred, labels: label };
     g.meta[`declared:${LOSS}`] = 'f32';
     return g;
