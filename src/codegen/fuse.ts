@@ -17,9 +17,17 @@ import type { EmitCtx, Epilogue, Prologue, ValueType } from '../ops/types.js';
 import { broadcastIndex } from './index-math.js';
 import type { Kernel, Target } from './kernel.js';
 import { f32Lit, KernelWriter, mapKernel } from './storage.js';
+import { attentionUnfit, emitAttention, type AttentionOptions } from './kernels/attention.js';
 
 /** Storage buffers a fused kernel may bind (WebGPU's guaranteed minimum per shader stage). */
 const MAX_BINDINGS = 8;
+
+/** Attention as one kernel: the chains of the scores' GEMM, of the row op over them, and of the GEMM reading its result. */
+export interface Attention {
+  scores: Node[];
+  row: Node[];
+  out: Node[];
+}
 
 export interface FusionPlan {
   /** Last node of each fused chain -> the chain's nodes in execution order (two or more). */
@@ -30,13 +38,16 @@ export interface FusionPlan {
   prologues: Map<Node, Map<number, Node>>;
   /** A node -> the producer of one of its inputs that its kernels compute too (row `absorbsProducer`). */
   producerOf: Map<Node, Node>;
+  /** The last node of an attention pattern -> its three chains, computed by one kernel. */
+  attention: Map<Node, Attention>;
 }
 
 /**
  * Finds the chains. `pinned`: values that must reach memory (graph outputs, values the host
- * reads, state updates' sources).
+ * reads, state updates' sources). `target`: the adapter's (prologues' worth and attention's
+ * layouts depend on it); without one, neither is planned by layout.
  */
-export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
+export function planFusion(g: Graph, pinned: Set<string>, target = g.meta.target as Target | undefined): FusionPlan {
   const uses = new Map<string, number>();
   for (const n of g.nodes) for (const i of n.inputs) if (i) uses.set(i, (uses.get(i) ?? 0) + 1);
   const index = new Map(g.nodes.map((n, i) => [n, i]));
@@ -163,7 +174,6 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
   // views, which keep each element's flat index) is an operand that its reader's row loads
   // through a prologue, in the node's phase and with no in-place update in between. The
   // readers then load the node's input and apply its expression; its result is never stored.
-  const target = g.meta.target as Target | undefined;
   const readersOf = new Map<string, [Node, number][]>();
   for (const n of g.nodes)
     n.inputs.forEach((v, k) => {
@@ -229,6 +239,43 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
     }
     absorbed.add(p);
   }
+  // Attention: a GEMM's chain (the scores: scale, mask, cast), a row-wise op along their last
+  // axis (Softmax, and its chain: a cast) and a GEMM reading the row op's result as operand A,
+  // each value read once (inference: training keeps or recomputes the probabilities for the
+  // backward pass), become one kernel that holds each row in registers.
+  const attention = new Map<Node, Attention>();
+  const lastOfHead = new Map<Node, Node>();
+  for (const [last, chain] of groups) lastOfHead.set(chain[0], last);
+  const unitOf = (last: Node): Node[] | undefined => groups.get(last) ?? (absorbed.has(last) ? undefined : [last]);
+  const unitHeadedBy = (head: Node): Node[] | undefined => {
+    const last = lastOfHead.get(head);
+    return last ? groups.get(last) : absorbed.has(head) ? undefined : [head];
+  };
+  for (const n of target ? g.nodes : []) {
+    if (!opRow(n.op).gemm) continue;
+    const out = unitHeadedBy(n);
+    const pro = prologues.get(n)?.get(0);
+    if (!out || (pro && (uses.get(pro.outputs[0]) !== 1 || n.inputs[0] !== pro.outputs[0]))) continue;
+    const t2 = through(pro ? pro.inputs[0] : n.inputs[0]);
+    const row = t2 && unitOf(t2.p);
+    const rowOp = row && opRow(row[0].op).rows;
+    if (!row || !rowOp || prologues.has(row[0]) || !rowOp.lastAxis(row[0], type(row[0].inputs[0]).shape)) continue;
+    const t1 = through(row[0].inputs[0]);
+    const scores = t1 && unitOf(t1.p);
+    if (!scores || !opRow(scores[0].op).gemm) continue;
+    const nodes = [...scores, ...row, ...out];
+    const last = out[out.length - 1];
+    if (nodes.some((m) => m.phase !== n.phase) || inPlaceBefore[index.get(scores[0])!] !== inPlaceBefore[index.get(last)!]) continue;
+    const pros = [scores[0], n].flatMap((m) => [...(prologues.get(m)?.values() ?? [])]);
+    if (externals(g, [...nodes, ...pros]) + 1 > MAX_BINDINGS) continue;
+    const att = { scores, row, out };
+    const why = whyNotOneKernel(g, att, target!, prologues);
+    if (why) continue;
+    attention.set(last, att);
+    for (const u of [scores, row, out]) groups.delete(u[u.length - 1]);
+    for (const m of nodes) if (m !== last) absorbed.add(m);
+  }
+
   // A row that computes the producer of one of its inputs as well (the fp8 quantizer and its
   // statistics): the producer runs right before it and is not otherwise fused.
   const producerOf = new Map<Node, Node>();
@@ -241,7 +288,36 @@ export function planFusion(g: Graph, pinned: Set<string>): FusionPlan {
     producerOf.set(n, p);
     absorbed.add(p);
   }
-  return { groups, absorbed, prologues, producerOf };
+  return { groups, absorbed, prologues, producerOf, attention };
+}
+
+/** The three products' options and the row op, as `attentionKernel` renders them into `w`. */
+function attentionOptions(g: Graph, att: Attention, w: KernelWriter, target: Target, prologues: Map<Node, Map<number, Node>>): AttentionOptions {
+  const type = (v: string): ValueType => {
+    const val = g.values.get(v)!;
+    return { dtype: val.dtype, shape: staticShape(val) };
+  };
+  const epilogueOf = (unit: Node[], fn: string) => (unit.length > 1 ? chainEpilogue(g, unit[0], unit.slice(1), type, fn) : undefined);
+  const options = (unit: Node[], fn: string) =>
+    opRow(unit[0].op).gemm!(unit[0], { target, type, writer: () => w, epilogue: epilogueOf(unit, fn), prologue: prologueCtx(g, prologues.get(unit[0])) });
+  const head = att.row[0];
+  const rows = opRow(head.op).rows!;
+  return {
+    scores: options(att.scores, 'epilogue_scores'),
+    row: { body: (w2, len, at) => rows.body(head, w2, len, at), dtype: type(head.outputs[0]).dtype, epilogue: epilogueOf(att.row, 'epilogue_rows') },
+    out: options(att.out, 'epilogue'),
+  };
+}
+
+/** Why an attention pattern cannot be one kernel (its layouts), or undefined. */
+function whyNotOneKernel(g: Graph, att: Attention, target: Target, prologues: Map<Node, Map<number, Node>>): string | undefined {
+  return attentionUnfit(attentionOptions(g, att, new KernelWriter('probe', target), target, prologues));
+}
+
+/** The kernel of an attention pattern (see `FusionPlan.attention`). */
+export function attentionKernel(g: Graph, att: Attention, name: string, target: Target, prologues: Map<Node, Map<number, Node>>): Kernel {
+  const w = new KernelWriter(name, target);
+  return emitAttention(w, attentionOptions(g, att, w, target, prologues));
 }
 
 /** The prologues of a GEMM, as its emitter reads them (EmitCtx.prologue). */
@@ -359,6 +435,27 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
  * kernel, each value a `let` computed once per element.
  */
 function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType, prologue?: Record<number, Prologue>): Kernel {
+  const epilogue = chainEpilogue(g, head, rest, type, 'epilogue');
+  let count = 0;
+  // GEMM rows read the epilogue from the context; rows built on mapKernel from their writer.
+  const ctx: EmitCtx = {
+    target,
+    type,
+    writer: (suffix) => {
+      const w = new KernelWriter(`${name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target);
+      w.epilogue = { replaces: head.outputs[0], ...epilogue };
+      return w;
+    },
+    epilogue,
+    prologue,
+  };
+  const kernels = opRow(head.op).wgsl!(head, ctx);
+  if (kernels.length !== 1) throw new Error(`fusion: ${head.op} '${head.name}' declares an epilogue but emits ${kernels.length} kernels`);
+  return kernels[0];
+}
+
+/** The rest of a chain as the epilogue of its head (`fn`: the name of its helper function, where it needs one). */
+function chainEpilogue(g: Graph, head: Node, rest: Node[], type: (v: string) => ValueType, fn: string): Epilogue {
   const last = rest[rest.length - 1];
   const out = type(last.outputs[0]);
   const producerIn = new Map<string, Node>();
@@ -405,7 +502,6 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
     return { value, expr };
   };
   const defined = new WeakSet<KernelWriter>();
-  let count = 0;
   const epilogue: Epilogue = {
     out: { buffer: last.outputs[0], dtype: out.dtype },
     apply: (w, v, idx) => {
@@ -421,24 +517,10 @@ function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target
           regs.set(n.outputs[0], `e${k}`);
           return line;
         });
-        w.define(`fn epilogue(v: f32, i: u32) -> f32 {\n${lines.join('\n')}\n}\n`);
+        w.define(`fn ${fn}(v: f32, i: u32) -> f32 {\n${lines.join('\n')}\n}\n`);
       }
-      return `epilogue(${v}, ${idx})`;
+      return `${fn}(${v}, ${idx})`;
     },
   };
-  // GEMM rows read the epilogue from the context; rows built on mapKernel from their writer.
-  const ctx: EmitCtx = {
-    target,
-    type,
-    writer: (suffix) => {
-      const w = new KernelWriter(`${name}${suffix ? `.${suffix}` : count++ ? `.${count}` : ''}`, target);
-      w.epilogue = { replaces: head.outputs[0], ...epilogue };
-      return w;
-    },
-    epilogue,
-    prologue,
-  };
-  const kernels = opRow(head.op).wgsl!(head, ctx);
-  if (kernels.length !== 1) throw new Error(`fusion: ${head.op} '${head.name}' declares an epilogue but emits ${kernels.length} kernels`);
-  return kernels[0];
+  return epilogue;
 }

@@ -14,7 +14,7 @@ import type { EmitCtx } from '../ops/types.js';
 import { dispatch1d, type Kernel, type Target } from './kernel.js';
 import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
 import { peakLive, planMemory } from './memory-plan.js';
-import { fusedKernel, planFusion, prologueCtx } from './fuse.js';
+import { attentionKernel, fusedKernel, planFusion, prologueCtx } from './fuse.js';
 
 export interface ProgramBuffer {
   name: string;
@@ -184,13 +184,19 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
     };
     // Values that must reach memory: what the host reads or writes, and next step's state.
     const pinned = new Set([...g.inputs, ...g.outputs, ...(opts.keep?.[gname] ?? []), ...g.updates.flatMap((u) => [u.state, u.next])]);
-    const fusion = opts.fuse === false ? undefined : planFusion(g, pinned);
+    const fusion = opts.fuse === false ? undefined : planFusion(g, pinned, target);
     for (const n of g.nodes) {
       const row = opRow(n.op);
       if (row.alias?.view) continue; // a view: same buffer, no kernel
       if (fusion?.absorbed.has(n)) continue; // computed in a later node's kernel
       const chain = fusion?.groups.get(n);
       const folded = fusion?.prologues;
+      const att = fusion?.attention.get(n);
+      if (att) {
+        const names = [...att.scores, ...att.row, ...att.out].flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
+        list.push(add(attentionKernel(g, att, `${gname}.${n.name}.attention`, target, folded!), map, n.name, names));
+        continue;
+      }
       if (chain) {
         const head = chain.find((m) => folded?.has(m));
         const names = chain.flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));

@@ -219,28 +219,27 @@ function operand(n: Node, ctx: EmitCtx, k: number): Pick<GemmOperand, 'buffer' |
   return { buffer: n.inputs[k], dtype: ctx.type(n.inputs[k]).dtype };
 }
 
-function emitGemmNode(n: Node, ctx: EmitCtx) {
+/** Gemm's GEMM (ONNX semantics: alpha, beta, transposes, a broadcast bias C). */
+function gemmNodeOptions(n: Node, ctx: EmitCtx): GemmOptions {
   const [a, b, c] = n.inputs;
   const at = ctx.type(a);
   const bt = ctx.type(b);
   const d = gemmDims(n, at.shape, bt.shape);
   const cStr = c ? broadcast2d(ctx.type(c).shape, d.M, d.N) : undefined;
-  return [
-    emitGemm({
-      name: ctx.writer().name,
-      ...d,
-      transA: attrInt(n, 'transA', 0) === 1,
-      transB: attrInt(n, 'transB', 0) === 1,
-      alpha: attrFloat(n, 'alpha', 1),
-      beta: attrFloat(n, 'beta', 1),
-      a: operand(n, ctx, 0),
-      b: operand(n, ctx, 1),
-      c: c && cStr ? { ...operand(n, ctx, 2), rowStride: cStr[0], colStride: cStr[1] } : undefined,
-      scales: fp8Scales(n),
-      ...output(n, ctx),
-      target: ctx.target,
-    }),
-  ];
+  return {
+    name: ctx.writer().name,
+    ...d,
+    transA: attrInt(n, 'transA', 0) === 1,
+    transB: attrInt(n, 'transB', 0) === 1,
+    alpha: attrFloat(n, 'alpha', 1),
+    beta: attrFloat(n, 'beta', 1),
+    a: operand(n, ctx, 0),
+    b: operand(n, ctx, 1),
+    c: c && cStr ? { ...operand(n, ctx, 2), rowStride: cStr[0], colStride: cStr[1] } : undefined,
+    scales: fp8Scales(n),
+    ...output(n, ctx),
+    target: ctx.target,
+  };
 }
 
 function sameDtype(n: Node, ins: ValueType[]): void {
@@ -363,7 +362,8 @@ export const gemmOps: OpRow[] = [
       return [{ dtype: ctx.outTypes[0].dtype, shape: [d.M, d.N], data }];
     },
     grad: gemmGradRule,
-    wgsl: emitGemmNode,
+    gemm: gemmNodeOptions,
+    wgsl: (n, ctx) => [emitGemm(gemmNodeOptions(n, ctx))],
   },
   {
     op: 'MatMul',
@@ -438,44 +438,48 @@ export const gemmOps: OpRow[] = [
       const db = tB ? (tA ? mm(dy, a, true, true) : mm(dy, a, true, false)) : tA ? mm(a, dy, false, false) : mm(a, dy, true, false);
       return [sumTo(ctx, da, as), sumTo(ctx, db, bs)];
     },
-    wgsl: (n, ctx) => {
-      const [a, b] = n.inputs;
-      const at = ctx.type(a);
-      const bt = ctx.type(b);
-      const s = matmulShape(n, at.shape, bt.shape);
-      const o = output(n, ctx);
-      let layout: Pick<GemmOptions, 'batch' | 'a' | 'b' | 'transA' | 'transB' | 'out'>;
-      if (hasPerms(n)) {
-        // Operands and output in place, through their strides.
-        const batched = s.batch.length > 0;
-        const mat = (v: View): [number, number] => [v.strides[v.strides.length - 2], v.strides[v.strides.length - 1]];
-        const zs = productStrides(n, s);
-        // A row-major result (no permY) is stored as any other (a packed one of odd N too).
-        const rowMajor = zs.join() === stridesOf([...s.batch, s.M, s.N]).join();
-        layout = {
-          batch: batched ? s.batch : 1,
-          a: { ...operand(n, ctx, 0), strides: mat(s.a), batchStride: batched ? viewBatchStrides(s.a, s.batch) : undefined },
-          b: { ...operand(n, ctx, 1), strides: mat(s.b), batchStride: batched ? viewBatchStrides(s.b, s.batch) : undefined },
-          out: rowMajor ? o.out : { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
-        };
-      } else {
-        const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);
-        const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
-        const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);
-        const regular = (offs: number[]) => offs.every((x, i) => x === i * uniform(offs));
-        // One stride over the flat batch index where it is regular; otherwise (both operands
-        // broadcast, [2,1,M,K] x [1,5,K,N]) one stride per batch dimension, 0 where broadcast.
-        const flat = regular(offA) && regular(offB);
-        layout = {
-          transA: attrInt(n, 'transA', 0) === 1,
-          transB: attrInt(n, 'transB', 0) === 1,
-          batch: flat ? sizeOf(s.batch) : s.batch,
-          a: { ...operand(n, ctx, 0), batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
-          b: { ...operand(n, ctx, 1), batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },
-          out: o.out,
-        };
-      }
-      return [emitGemm({ name: ctx.writer().name, M: s.M, N: s.N, K: s.K, scales: fp8Scales(n), ...o, ...layout, target: ctx.target })];
-    },
+    gemm: matmulOptions,
+    wgsl: (n, ctx) => [emitGemm(matmulOptions(n, ctx))],
   },
 ];
+
+/** MatMul's GEMM: operands and output read in place through folded transposes, batches by strides. */
+function matmulOptions(n: Node, ctx: EmitCtx): GemmOptions {
+  const [a, b] = n.inputs;
+  const at = ctx.type(a);
+  const bt = ctx.type(b);
+  const s = matmulShape(n, at.shape, bt.shape);
+  const o = output(n, ctx);
+  let layout: Pick<GemmOptions, 'batch' | 'a' | 'b' | 'transA' | 'transB' | 'out'>;
+  if (hasPerms(n)) {
+    // Operands and output in place, through their strides.
+    const batched = s.batch.length > 0;
+    const mat = (v: View): [number, number] => [v.strides[v.strides.length - 2], v.strides[v.strides.length - 1]];
+    const zs = productStrides(n, s);
+    // A row-major result (no permY) is stored as any other (a packed one of odd N too).
+    const rowMajor = zs.join() === stridesOf([...s.batch, s.M, s.N]).join();
+    layout = {
+      batch: batched ? s.batch : 1,
+      a: { ...operand(n, ctx, 0), strides: mat(s.a), batchStride: batched ? viewBatchStrides(s.a, s.batch) : undefined },
+      b: { ...operand(n, ctx, 1), strides: mat(s.b), batchStride: batched ? viewBatchStrides(s.b, s.batch) : undefined },
+      out: rowMajor ? o.out : { ...o.out, strides: [zs[zs.length - 2], zs[zs.length - 1]], batchStride: batched ? zs.slice(0, -2) : undefined },
+    };
+  } else {
+    const uniform = (offs: number[]) => (offs.length < 2 ? 0 : offs[1] - offs[0]);
+    const offA = batchOffsets(at.shape.slice(0, -2), s.batch, s.M * s.K);
+    const offB = batchOffsets(bt.shape.slice(0, -2), s.batch, s.K * s.N);
+    const regular = (offs: number[]) => offs.every((x, i) => x === i * uniform(offs));
+    // One stride over the flat batch index where it is regular; otherwise (both operands
+    // broadcast, [2,1,M,K] x [1,5,K,N]) one stride per batch dimension, 0 where broadcast.
+    const flat = regular(offA) && regular(offB);
+    layout = {
+      transA: attrInt(n, 'transA', 0) === 1,
+      transB: attrInt(n, 'transB', 0) === 1,
+      batch: flat ? sizeOf(s.batch) : s.batch,
+      a: { ...operand(n, ctx, 0), batchStride: flat ? uniform(offA) : batchStrides(at.shape.slice(0, -2), s.batch, s.M * s.K) },
+      b: { ...operand(n, ctx, 1), batchStride: flat ? uniform(offB) : batchStrides(bt.shape.slice(0, -2), s.batch, s.K * s.N) },
+      out: o.out,
+    };
+  }
+  return { name: ctx.writer().name, M: s.M, N: s.N, K: s.K, scales: fp8Scales(n), ...o, ...layout, target: ctx.target };
+}

@@ -7,7 +7,7 @@
 import { isFloat } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
-import { operandLoader, rowKernel, type RowShape } from '../codegen/storage.js';
+import { operandLoader, rowKernel, type KernelWriter, type RowShape } from '../codegen/storage.js';
 import { wgslMath } from './math.js';
 import { attrInt, type EmitCtx, type OpRow, type ValueType } from './types.js';
 
@@ -56,7 +56,7 @@ const SOFTMAX_KEEP_MAX = 256;
 
 function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
   const log = op === 'LogSoftmax';
-  return {
+  const row: OpRow = {
     op,
     domain: '',
     opsets: [13, 22],
@@ -85,24 +85,34 @@ function softmaxRow(op: 'Softmax' | 'LogSoftmax'): OpRow {
       const dy = ctx.dy[0];
       return [dy ? ctx.emit(`mpc.${op}Grad`, [dy, ctx.node.outputs[0]], { axis: attrInt(ctx.node, 'axis', -1) })[0] : undefined];
     },
+    rows: {
+      lastAxis: (n, shape) => rowsOf(n, shape).inner === 1,
+      body: (_n, w, len, at) => rowBody(w, len, at),
+    },
     wgsl: (n, ctx: EmitCtx) => {
       const w = ctx.writer();
       const xt = ctx.type(n.inputs[0]);
       const r = rowsOf(n, xt.shape);
       const x = w.bind(n.inputs[0], xt.dtype, 'read');
-      const exp = wgslMath(w, 'mpc_exp');
-      const at = (c: string) => w.load(x, `base + ${c} * ${r.inner}u`);
-      // A short row keeps its exponentials in registers: each computed once, for the sum and
-      // for its element (the same values the recomputation gave).
-      const keep = !log && r.len <= SOFTMAX_KEEP_MAX;
-      const prologue = `var m = ${at('0u')};
-for (var k = 1u; k < ${r.len}u; k++) { m = max(m, ${at('k')}); }
-var s = 0.0;${keep ? `\nvar e: array<f32, ${r.len}>;` : ''}
-for (var k = 0u; k < ${r.len}u; k++) { ${keep ? `e[k] = ${exp}(${at('k')} - m); s += e[k];` : `s += ${exp}(${at('k')} - m);`} }${log ? `\nlet log_s = ${wgslMath(w, 'mpc_log')}(s);` : ''}`;
-      const element = (c: string) => (log ? `(${at(c)} - m) - log_s` : keep ? `e[${c}] / s` : `${exp}(${at(c)} - m) / s`);
+      const { prologue, element } = rowBody(w, r.len, (c: string) => w.load(x, `base + ${c} * ${r.inner}u`));
       return [rowKernel(w, { out: n.outputs[0], outDtype: ctx.type(n.outputs[0]).dtype, rows: r, prologue, element })];
     },
   };
+  return row;
+
+  /** One row of `len` elements, element c read by `at(c)`. */
+  function rowBody(w: KernelWriter, len: number, at: (c: string) => string): { prologue: string; element: (c: string) => string } {
+    const exp = wgslMath(w, 'mpc_exp');
+    // A short row keeps its exponentials in registers: each computed once, for the sum and
+    // for its element (the same values the recomputation gave).
+    const keep = !log && len <= SOFTMAX_KEEP_MAX;
+    const prologue = `var m = ${at('0u')};
+for (var k = 1u; k < ${len}u; k++) { m = max(m, ${at('k')}); }
+var s = 0.0;${keep ? `\nvar e: array<f32, ${len}>;` : ''}
+for (var k = 0u; k < ${len}u; k++) { ${keep ? `e[k] = ${exp}(${at('k')} - m); s += e[k];` : `s += ${exp}(${at('k')} - m);`} }${log ? `\nlet log_s = ${wgslMath(w, 'mpc_log')}(s);` : ''}`;
+    const element = (c: string) => (log ? `(${at(c)} - m) - log_s` : keep ? `e[${c}] / s` : `${exp}(${at(c)} - m) / s`);
+    return { prologue, element };
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Attrs, AttrValue, Node, PrecisionClass } from '../ir/graph.js';
 import type { Tensor } from '../ir/tensor.js';
 import type { Kernel, Target } from '../codegen/kernel.js';
 import type { KernelWriter } from '../codegen/storage.js';
+import type { GemmOptions } from '../codegen/kernels/gemm.js';
 
 export interface ValueType {
   dtype: DType;
@@ -128,6 +129,23 @@ export interface OpRow {
     input: number;
     accepts: (producer: Node, n: Node) => boolean;
     wgsl: (producer: Node, n: Node, ctx: EmitCtx) => Kernel[];
+  };
+  /**
+   * Rows that lower to the GEMM emitter: the options of the node's GEMM under `ctx` (its
+   * epilogue and prologues included). Fusion builds kernels around such a product (attention:
+   * a GEMM, a row-wise op over its result, a GEMM reading that).
+   */
+  gemm?: (n: Node, ctx: EmitCtx) => GemmOptions;
+  /**
+   * Row-wise ops along the last axis (Softmax): the WGSL of one row, given `at(c)`, the f32
+   * value of the row's element c (a u32 expression). `prologue` runs once per row (its
+   * statistics); `element(c)` is the f32 result at c, before rounding to the output dtype.
+   * The row's own kernel renders it, and so do fused kernels that hold the row in registers.
+   */
+  rows?: {
+    /** Whether the node works along its input's last axis (what a fused kernel needs). */
+    lastAxis: (n: Node, shape: number[]) => boolean;
+    body: (n: Node, w: KernelWriter, len: number, at: (c: string) => string) => { prologue: string; element: (c: string) => string };
   };
   /**
    * Inputs that carry floating-point data and take part in precision decisions; the rest

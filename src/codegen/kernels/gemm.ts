@@ -131,8 +131,7 @@ export function emitGemm(o: GemmOptions): Kernel {
     batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
   };
   const perWord = w.layout(g.out).perWord;
-  let variant = o.variant ?? chooseVariant(o, perWord);
-  if (variant === 'subgroup' && !o.variant && gridExceeds(o, subgroupGrid(o, perWord))) variant = 'blocked';
+  const variant = variantOf(o, perWord);
   if (o.out.strides) {
     const bs = o.out.batchStride;
     const steps = [o.out.strides[0], ...(bs === undefined ? [] : typeof bs === 'number' ? [bs] : bs)];
@@ -144,6 +143,45 @@ export function emitGemm(o: GemmOptions): Kernel {
   if (variant === 'subgroup') return subgroupKernel(g, perWord);
   if (variant === 'blocked') return blockedKernel(g, perWord);
   return naiveKernel(g);
+}
+
+/**
+ * One GEMM's loads and result, for a kernel that computes the product inside a larger
+ * computation (fused attention) with a plain k loop: `lets(bz)` defines the batch offsets
+ * (`offA`, `offB`, `offOut`; put them in a block of their own), `a`/`b` load operand elements
+ * (prologues applied), `value` is the stored value from the f32 sum (alpha, scales, C, then
+ * the epilogue at output index `idx`). A sum equal to emitGemm's: the same fma chain from +0
+ * in k order (emitGemm's steps past K, where it runs K in blocks, add +0 to a sum that cannot
+ * be -0: a sum from +0 never is). `bind`: whether A and the output are bound (an
+ * operand held in registers, a product never stored, leave theirs out); `mapA` applies A's
+ * prologue to a value held so.
+ */
+export function gemmParts(o: GemmOptions, w: KernelWriter, bind: { a: boolean; out: boolean }) {
+  validate(o);
+  const g: Gen = {
+    o,
+    w,
+    A: bind.a ? w.bind(o.a.buffer, o.a.dtype, 'read') : '',
+    B: w.bind(o.b.buffer, o.b.dtype, 'read'),
+    C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
+    scales: (o.scales ?? []).map((sc) => w.bind(sc.buffer, sc.dtype, 'read')),
+    out: bind.out ? w.bind(o.out.buffer, o.out.dtype, 'read_write') : '',
+    batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
+  };
+  return {
+    out: g.out,
+    lets: (bz: string) => offsetLets(g, bz),
+    a: (row: string, k: string) => loadA(g, row, k),
+    mapA: (v: string) => (o.a.map ? o.a.map(w, v) : v),
+    b: (k: string, col: string) => loadB(g, k, col),
+    value: (acc: string, m: string, n: string, idx: string) => epilogue(g, finalValue(g, acc, m, n), idx),
+  };
+}
+
+/** The variant emitGemm runs for `o`. */
+function variantOf(o: GemmOptions, perWord: number): GemmVariant {
+  const variant = o.variant ?? chooseVariant(o, perWord);
+  return variant === 'subgroup' && !o.variant && gridExceeds(o, subgroupGrid(o, perWord)) ? 'blocked' : variant;
 }
 
 /**
