@@ -112,6 +112,7 @@ export function emitAttention(w: KernelWriter, o: AttentionOptions): Kernel {
     ...I.map((i) => `      ${cols(tn).map((j) => `acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`).join(' ')}`),
     `    }`,
   ];
+  const rowOp = o.row.body(w, T, (c) => `sc[i * ${T}u + ${c}]`);
   const body = [
     `if (flat >= ${rows / TM}u) { return; }`,
     `let qb = (flat * ${TM}u) / ${M}u;`,
@@ -127,16 +128,12 @@ export function emitAttention(w: KernelWriter, o: AttentionOptions): Kernel {
     ...I.flatMap((i) => cols(T1).map((j) => `    sc[${i * T}u + ${col(j)}] = ${w.round(o.scores.out.dtype, s.value(`acc${i}_${j}`, m(i), col(j), `offOut + ${m(i)} * ${T}u + ${col(j)}`))};`)),
     `  }`,
     `}`,
-    ...I.flatMap((i) => {
-      const { prologue, element } = o.row.body(w, T, (c) => `sc[${i * T}u + ${c}]`);
-      return [
-        `{`,
-        `  let base = (flat * ${TM}u + ${i}u) * ${T}u;`,
-        ...prologue.split('\n').map((l) => `  ${l}`),
-        `  for (var c = 0u; c < nT; c++) { pr[${i * T}u + c] = ${p.mapA(rowValue(element('c'), 'base + c'))}; }`,
-        `}`,
-      ];
-    }),
+    // The row op, one row at a time (one copy of its code, not TM).
+    `for (var i = 0u; i < ${TM}u; i++) {`,
+    `  let base = (flat * ${TM}u + i) * ${T}u;`,
+    ...rowOp.prologue.split('\n').map((l) => `  ${l}`),
+    `  for (var c = 0u; c < nT; c++) { pr[i * ${T}u + c] = ${p.mapA(rowValue(rowOp.element('c'), 'base + c'))}; }`,
+    `}`,
     `{`,
     ...p.lets('qb').map((l) => `  ${l}`),
     `  for (var j0 = 0u; j0 < ${opaque(N)}; j0 += ${T2}u) {`,
