@@ -15,7 +15,7 @@ import type { Tensor } from '../src/ir/tensor.js';
 import { runGraph } from '../src/interp/interpreter.js';
 import { compileModel } from '../src/compile/compile.js';
 import { getGpu } from '../src/runtime/device.js';
-import { GpuProgram } from '../src/runtime/gpu-program.js';
+import { runOnce } from '../src/runtime/run-once.js';
 import { maxUlpF32, ulpMismatch } from './helpers/op-harness.js';
 
 interface Dims {
@@ -65,19 +65,11 @@ function attentionGraph(d: Dims, dtype: FloatDType, opts: { alsoP?: boolean; per
   return { g, feeds };
 }
 
+/** The program generated for `target` and its outputs, computed on the GPU. */
 async function run(g: Graph, feeds: Record<string, Tensor>, target: Target, fuse: boolean): Promise<{ code: CodegenResult; out: Tensor[] }> {
-  const gpu = await getGpu({ f16: target.f16 });
-  const code = generate({ main: g }, target, { fuse });
-  const prog = await GpuProgram.create(gpu, code);
-  try {
-    const buf = code.bufferOf.main;
-    for (const v of g.values.values()) if (v.init) prog.write(buf[v.name], v.init.data);
-    for (const [k, t] of Object.entries(feeds)) prog.write(buf[k], t.data);
-    prog.run('main');
-    return { code, out: await prog.read(g.outputs.map((o) => buf[o])) };
-  } finally {
-    prog.destroy();
-  }
+  const code = generate({ main: g }, target, { fuse, keep: { main: g.outputs } });
+  const got = await runOnce(g, feeds, g.outputs, 'webgpu', target, { fuse });
+  return { code, out: g.outputs.map((o) => got.get(o)!) };
 }
 
 const attentionKernels = (code: CodegenResult) => code.kernels.filter((k) => k.name.endsWith('.attention'));

@@ -8,13 +8,14 @@ import { runGraph } from '../interp/interpreter.js';
 import { getGpu } from './device.js';
 import { GpuProgram } from './gpu-program.js';
 
-export async function runOnce(g: Graph, feeds: Record<string, Tensor>, want: string[], backend: 'webgpu' | 'cpu', target: Target): Promise<Map<string, Tensor>> {
+/** `fuse: false`: one kernel per node (comparisons with the fused program). */
+export async function runOnce(g: Graph, feeds: Record<string, Tensor>, want: string[], backend: 'webgpu' | 'cpu', target: Target, opts: { fuse?: boolean } = {}): Promise<Map<string, Tensor>> {
   if (backend === 'cpu') {
     const env = runGraph(g, feeds);
     return new Map(want.map((n) => [n, env.get(n)!]));
   }
   const gpu = await getGpu({ f16: target.f16 });
-  const code = generate({ main: g }, { ...target, subgroupSize: target.subgroupSize === gpu.subgroupSize ? target.subgroupSize : undefined }, { keep: { main: want } });
+  const code = generate({ main: g }, { ...target, subgroupSize: target.subgroupSize === gpu.subgroupSize ? target.subgroupSize : undefined }, { keep: { main: want }, fuse: opts.fuse });
   const prog = await GpuProgram.create(gpu, code);
   try {
     const buf = code.bufferOf.main;
