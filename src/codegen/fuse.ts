@@ -242,7 +242,8 @@ export function planFusion(g: Graph, pinned: Set<string>, target = g.meta.target
   // Attention: a GEMM's chain (the scores: scale, mask, cast), a row-wise op along their last
   // axis (Softmax, and its chain: a cast) and a GEMM reading the row op's result as operand A,
   // each value read once (inference: training keeps or recomputes the probabilities for the
-  // backward pass), become one kernel that holds each row in registers.
+  // backward pass), become one kernel that holds its rows of scores from the first product to
+  // the second (kernels/attention.ts).
   const attention = new Map<Node, Attention>();
   const lastOfHead = new Map<Node, Node>();
   for (const [last, chain] of groups) lastOfHead.set(chain[0], last);
@@ -269,8 +270,7 @@ export function planFusion(g: Graph, pinned: Set<string>, target = g.meta.target
     const pros = [scores[0], n].flatMap((m) => [...(prologues.get(m)?.values() ?? [])]);
     if (externals(g, [...nodes, ...pros]) + 1 > MAX_BINDINGS) continue;
     const att = { scores, row, out };
-    const why = whyNotOneKernel(g, att, target!, prologues);
-    if (why) continue;
+    if (whyNotOneKernel(g, att, target!, prologues)) continue;
     attention.set(last, att);
     for (const u of [scores, row, out]) groups.delete(u[u.length - 1]);
     for (const m of nodes) if (m !== last) absorbed.add(m);
