@@ -353,6 +353,47 @@ function viewsOf(g: Graph): Map<string, string> {
   return m;
 }
 
+/** Attributes as text, a tensor attribute by its contents. */
+export function attrsText(attrs: Node['attrs']): string {
+  return JSON.stringify(attrs, (_k, v) => (v && typeof v === 'object' && 'data' in v && 'dtype' in v ? Array.from((v as { data: ArrayLike<number> }).data) : v));
+}
+
+/**
+ * What the kernel of a fusion group (a chain, or an attention pattern's three units) depends
+ * on, with its values renamed by first appearance: each node's op, attributes and values (its
+ * folded prologues first), and each value's type, scalar literal and the value it views. Two
+ * groups with the same key have the same kernel, its bindings renamed position by position
+ * through `values`. (Tests regenerate every reused kernel and compare: see program.ts.)
+ */
+export function fusionKey(g: Graph, units: Node[][], prologues: Map<Node, Map<number, Node>> | undefined): { key: string; values: string[] } {
+  const views = viewsOf(g);
+  const ids = new Map<string, number>();
+  const values: string[] = [];
+  const parts: string[] = [];
+  const id = (v: string): string => {
+    if (!v) return '-';
+    let i = ids.get(v);
+    if (i === undefined) {
+      i = values.length;
+      ids.set(v, i);
+      values.push(v);
+      const val = g.values.get(v)!;
+      const src = views.get(v);
+      parts.push(`v${i}:${val.dtype}[${staticShape(val)}]${literalOf(g, v) ?? ''}${src ? `<${id(src)}` : ''}`);
+    }
+    return `v${i}`;
+  };
+  const node = (n: Node) => `${n.op}${attrsText(n.attrs)}(${n.inputs.map(id).join(',')})${n.outputs.map(id).join(',')}`;
+  for (const unit of units) {
+    parts.push('|');
+    for (const n of unit) {
+      for (const [k, p] of [...(prologues?.get(n) ?? [])].sort((a, b) => a[0] - b[0])) parts.push(`${k}<${node(p)}`);
+      parts.push(node(n));
+    }
+  }
+  return { key: parts.join(' '), values };
+}
+
 /** Distinct values a chain reads from memory (a view of a chain value or a scalar constant is not one). */
 function externals(g: Graph, chain: Node[]): number {
   const inside = new Set(chain.flatMap((n) => n.outputs));
@@ -460,15 +501,10 @@ function chainEpilogue(g: Graph, head: Node, rest: Node[], type: (v: string) => 
   const out = type(last.outputs[0]);
   const producerIn = new Map<string, Node>();
   for (const n of rest) producerIn.set(n.outputs[0], n);
-  // A value the chain reads from the head, possibly through views.
-  const viewOfHead = (v: string): boolean => {
-    const p = g.nodes.find((n) => n.outputs[0] === v);
-    if (!p) return false;
-    if (p === head) return true;
-    return opRow(p.op).alias?.view === true && viewOfHead(p.inputs[0]);
-  };
   // A chain value seen through views.
   const views = viewsOf(g);
+  // A value the chain reads from the head, possibly through views.
+  const viewOfHead = (v: string): boolean => v === head.outputs[0] || (views.has(v) && viewOfHead(views.get(v)!));
   const inner = (x: string): string | undefined => (producerIn.has(x) ? x : views.has(x) ? inner(views.get(x)!) : undefined);
   const fromHead = new Map<string, boolean>();
   const isHead = (v: string) => {

@@ -158,10 +158,11 @@ export function planMemory(
   const place = (order: number[]) => {
     const sizes: number[] = [];
     const arenaOf = new Map<number, number>();
-    const offset = new Map<number, number>();
-    const arenas: number[][] = []; // buffers placed in each arena
+    const offset = new Float64Array(buffers.length);
+    // The buffers placed in each arena, in offset order (so the gaps between the ranges of
+    // those live with a new buffer come out of one walk, with no sort).
+    const arenas: number[][] = [];
     const own: number[] = []; // buffers too large for an arena
-    const busy: number[] = [];
     for (const i of order) {
       const bytes = buffers[i].bytes;
       if (bytes > ARENA_LIMIT) {
@@ -170,15 +171,14 @@ export function planMemory(
       }
       let done = false;
       for (let a = 0; a < arenas.length && !done; a++) {
-        // The buffers live with this one, in offset order, and the gaps between their ranges.
-        busy.length = 0;
-        for (const o of arenas[a]) if (liveTogether(o, i)) busy.push(o);
-        busy.sort((x, y) => offset.get(x)! - offset.get(y)!);
+        // The smallest gap between the ranges of the buffers live with this one that holds it.
+        const members = arenas[a];
         let best = -1;
         let bestGap = Infinity;
         let cur = 0;
-        for (const o of busy) {
-          const from = offset.get(o)!;
+        for (const o of members) {
+          if (!liveTogether(o, i)) continue;
+          const from = offset[o];
           if (from - cur >= bytes && from - cur < bestGap) {
             best = cur;
             bestGap = from - cur;
@@ -187,15 +187,23 @@ export function planMemory(
         }
         if (best < 0) best = cur;
         if (best + bytes > ARENA_LIMIT) continue;
-        offset.set(i, best);
+        offset[i] = best;
         arenaOf.set(i, a);
-        arenas[a].push(i);
+        // Insert after the members at offsets up to `best`.
+        let lo = 0;
+        let hi = members.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >> 1;
+          if (offset[members[mid]] <= best) lo = mid + 1;
+          else hi = mid;
+        }
+        members.splice(lo, 0, i);
         sizes[a] = Math.max(sizes[a], best + bytes);
         done = true;
       }
       if (!done) {
         arenaOf.set(i, arenas.length);
-        offset.set(i, 0);
+        offset[i] = 0;
         arenas.push([i]);
         sizes.push(bytes);
       }
@@ -235,7 +243,7 @@ export function planMemory(
   allocations.push(...placed.sizes);
   for (const [i, a] of placed.arenaOf) {
     allocOf[i] = base + a;
-    offsetOf[i] = placed.offset.get(i)!;
+    offsetOf[i] = placed.offset[i];
   }
   for (const i of placed.own) {
     allocOf[i] = allocations.length;

@@ -14,7 +14,8 @@ import type { EmitCtx } from '../ops/types.js';
 import { dispatch1d, type Kernel, type Target } from './kernel.js';
 import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
 import { peakLive, planMemory } from './memory-plan.js';
-import { attentionKernel, fusedKernel, planFusion, prologueCtx } from './fuse.js';
+import { attentionKernel, attrsText, fusedKernel, fusionKey, planFusion, prologueCtx } from './fuse.js';
+import { VERIFY_EACH } from '../ir/verify.js';
 
 export interface ProgramBuffer {
   name: string;
@@ -109,6 +110,8 @@ class UnionFind {
 /** Which values share a buffer within one graph; checks in-place updates are safe. */
 function aliasClasses(g: Graph): UnionFind {
   const uf = new UnionFind();
+  const lastRead = new Map<string, number>(); // value -> position of the last node reading it
+  g.nodes.forEach((n, idx) => n.inputs.forEach((v) => lastRead.set(v, idx)));
   g.nodes.forEach((n, idx) => {
     const alias = opRow(n.op).alias;
     if (!alias) return;
@@ -116,7 +119,7 @@ function aliasClasses(g: Graph): UnionFind {
       if (!n.outputs[o] || !n.inputs[i]) continue;
       if (!alias.view) {
         // In place: nobody may read the old contents after this node.
-        const late = g.nodes.slice(idx + 1).find((m) => m.inputs.includes(n.inputs[i]));
+        const late = (lastRead.get(n.inputs[i]) ?? -1) > idx ? g.nodes[lastRead.get(n.inputs[i])!] : undefined;
         if (late) throw new Error(`in-place update '${n.name}' overwrites '${n.inputs[i]}', which '${late.name}' still reads`);
       }
       uf.union(n.outputs[o], n.inputs[i]);
@@ -158,6 +161,31 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
   const emitted = new Map<string, Emitted>();
   const fileOf = new Map<string, string>(); // wgsl -> file
   const schedules: Record<string, Schedule> = {};
+  // Fused kernels likewise, by fusionKey: a group's kernel is made once and renamed.
+  const groups = new Map<string, { kernel: Kernel; values: string[]; prefix: string }>();
+  const groupKernel = (g: Graph, units: Node[][], folded: Map<Node, Map<number, Node>> | undefined, prefix: string, make: () => Kernel): Kernel => {
+    const { key, values } = fusionKey(g, units, folded);
+    const hit = groups.get(key);
+    if (!hit) {
+      const kernel = make();
+      const own = new Set(values);
+      if (kernel.bindings.every((b) => own.has(b.name))) groups.set(key, { kernel, values, prefix });
+      return kernel;
+    }
+    const to = new Map(hit.values.map((v, i) => [v, values[i]]));
+    const k = hit.kernel;
+    const kernel = {
+      ...k,
+      name: k.name.startsWith(hit.prefix) ? prefix + k.name.slice(hit.prefix.length) : k.name,
+      bindings: k.bindings.map((b) => ({ ...b, name: to.get(b.name)! })),
+    };
+    if (VERIFY_EACH) {
+      const made = make();
+      const same = (a: Kernel, b: Kernel) => JSON.stringify(a) === JSON.stringify(b);
+      if (!same(made, kernel)) throw new Error(`fused kernel ${prefix} differs from the one reused for its key ${key}`);
+    }
+    return kernel;
+  };
   const add = (k: Kernel, map: Record<string, number>, node: string, fused?: string[]): number => {
     let file = fileOf.get(k.wgsl);
     if (!file) {
@@ -193,14 +221,17 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       const folded = fusion?.prologues;
       const att = fusion?.attention.get(n);
       if (att) {
-        const names = [...att.scores, ...att.row, ...att.out].flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
-        list.push(add(attentionKernel(g, att, `${gname}.${n.name}.attention`, target, folded!), map, n.name, names));
+        const units = [att.scores, att.row, att.out];
+        const names = units.flat().flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
+        const prefix = `${gname}.${n.name}.attention`;
+        list.push(add(groupKernel(g, units, folded, prefix, () => attentionKernel(g, att, prefix, target, folded!)), map, n.name, names));
         continue;
       }
       if (chain) {
         const head = chain.find((m) => folded?.has(m));
         const names = chain.flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
-        list.push(add(fusedKernel(g, chain, `${gname}.${n.name}.fused`, target, head && prologueCtx(g, folded!.get(head))), map, n.name, names));
+        const prefix = `${gname}.${n.name}.fused`;
+        list.push(add(groupKernel(g, [chain], folded, prefix, () => fusedKernel(g, chain, prefix, target, head && prologueCtx(g, folded!.get(head)))), map, n.name, names));
         continue;
       }
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);
@@ -314,8 +345,7 @@ function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }
   const absorbed = inner ? `|${inner.op}${JSON.stringify(inner.attrs)}:${inner.inputs.map((v) => n.inputs.indexOf(v)).join(',')}` : '';
   const vals = [...n.inputs, ...n.outputs, ...extraValues(pro, n, inner)];
   const sig = vals.map((v, i) => (v ? `${vals.indexOf(v) === i ? '' : `=${vals.indexOf(v)}`}${type(v).dtype}[${type(v).shape}]` : '-'));
-  const attrs = JSON.stringify(n.attrs, (_k, v) => (v && typeof v === 'object' && 'data' in v && 'dtype' in v ? Array.from((v as { data: ArrayLike<number> }).data) : v));
-  return `${n.op}|${n.inputs.length}|${attrs}|${sig.join(',')}|${prologue}${absorbed}`;
+  return `${n.op}|${n.inputs.length}|${attrsText(n.attrs)}|${sig.join(',')}|${prologue}${absorbed}`;
 }
 
 /** The kernels emitted for `from.node`, bound to the same-position values of `n`. */

@@ -157,16 +157,20 @@ export function freshName(g: Graph, base: string): string {
  * callers (one node added per name handed out); any other change of its length rebuilds it.
  * Without it, adding N nodes one by one costs O(N^2).
  */
-const nodeNames = new WeakMap<Node[], { length: number; names: Set<string> }>();
+const nodeNames = new WeakMap<Node[], { length: number; names: Set<string>; next: Map<string, number> }>();
 
 export function freshNodeName(g: Graph, base: string): string {
   let cache = nodeNames.get(g.nodes);
   if (!cache || cache.length !== g.nodes.length) {
-    cache = { length: g.nodes.length, names: new Set(g.nodes.map((n) => n.name)) };
+    cache = { length: g.nodes.length, names: new Set(g.nodes.map((n) => n.name)), next: new Map() };
     nodeNames.set(g.nodes, cache);
   }
+  // The first free `${base}_${i}`; the suffixes below the last one handed out for this base
+  // are all taken (names are only added while the cache holds), so the search resumes there.
   let name = base;
-  for (let i = 1; cache.names.has(name); i++) name = `${base}_${i}`;
+  let i = cache.next.get(base) ?? 1;
+  if (cache.names.has(name)) for (name = `${base}_${i}`; cache.names.has(name); ) name = `${base}_${++i}`;
+  cache.next.set(base, i);
   cache.names.add(name);
   cache.length++;
   return name;

@@ -8,14 +8,21 @@ import type { ValueType } from '../ops/types.js';
 import { constOf } from './build.js';
 
 /**
+ * Checks that cost time on every compile and guard what the code relies on (every pass's
+ * types, every reused fused kernel regenerated and compared): on with MPC_VERIFY_EACH=1,
+ * which the test suite sets.
+ */
+export const VERIFY_EACH = typeof process !== 'undefined' && process.env?.['MPC_VERIFY_EACH'] === '1';
+
+/**
  * `types: false` checks only the structure (SSA, definitions, ops, arity): the pipeline does
  * that after every pass and the type check after the last (see passes/pipeline.ts).
  */
 export function verifyGraph(g: Graph, opts: { types?: boolean } = {}): string[] {
   const errors: string[] = [];
-  const defined = new Set<string>();
-  for (const [name, v] of g.values) if (v.role !== 'activation') defined.add(name);
+  // Defined so far: a value that is not an activation, or one a node before has written.
   const produced = new Set<string>();
+  const isDefined = (v: string) => produced.has(v) || (g.values.get(v)?.role ?? 'activation') !== 'activation';
   for (const n of g.nodes) {
     if (!hasOp(n.op)) {
       errors.push(`node '${n.name}': unknown op ${n.op}`);
@@ -23,19 +30,18 @@ export function verifyGraph(g: Graph, opts: { types?: boolean } = {}): string[] 
     }
     const row = opRow(n.op);
     if (n.outputs.length > row.outputs) errors.push(`node '${n.name}': ${n.outputs.length} outputs, ${n.op} has ${row.outputs}`);
-    for (const i of n.inputs) if (i && !defined.has(i)) errors.push(`node '${n.name}' reads '${i}' before it is defined`);
+    for (const i of n.inputs) if (i && !isDefined(i)) errors.push(`node '${n.name}' reads '${i}' before it is defined`);
     for (const o of n.outputs) {
       if (!o) continue;
       if (produced.has(o) || (g.values.get(o)?.role ?? 'activation') !== 'activation') errors.push(`value '${o}' is defined twice`);
       if (!g.values.has(o)) errors.push(`node '${n.name}' writes unknown value '${o}'`);
       produced.add(o);
-      defined.add(o);
     }
   }
-  for (const o of g.outputs) if (!defined.has(o)) errors.push(`graph output '${o}' is never defined`);
+  for (const o of g.outputs) if (!isDefined(o)) errors.push(`graph output '${o}' is never defined`);
   for (const u of g.updates) {
     if (g.values.get(u.state)?.role !== 'state' && g.values.get(u.state)?.role !== 'param') errors.push(`update of '${u.state}', which is not state`);
-    if (!defined.has(u.next)) errors.push(`update of '${u.state}' from undefined '${u.next}'`);
+    if (!isDefined(u.next)) errors.push(`update of '${u.state}' from undefined '${u.next}'`);
   }
   if (errors.length || !g.meta.typed || opts.types === false) return errors;
   // Once infer-types has run, types must be what the op table infers from the inputs. A node

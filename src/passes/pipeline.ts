@@ -1,5 +1,5 @@
 // The order of the passes, in one list. `mpc inspect --after NAME` stops after any of them.
-import { assertValid } from '../ir/verify.js';
+import { assertValid, VERIFY_EACH } from '../ir/verify.js';
 import { cloneGraph, type Graph } from '../ir/graph.js';
 import { addLoss } from './add-loss.js';
 import { assignPrecision } from './assign-precision.js';
@@ -54,7 +54,10 @@ export class PostConditionError extends Error {}
 export interface PipelineOpts {
   /** Stop after this pass. */
   after?: string;
-  /** Called with the graph after each pass. */
+  /**
+   * Called with the graph after each pass: the live graph, which the next passes go on to
+   * edit (print or check it there; clone it to keep it).
+   */
   onPass?: (pass: Pass, g: Graph) => void;
 }
 
@@ -65,18 +68,15 @@ export interface PipelineOpts {
  * the checks together on a large model, so it runs after the last pass, or after every pass
  * with MPC_VERIFY_EACH=1 (the test suite sets it); `--after NAME` makes NAME the last.
  */
-const VERIFY_EACH = typeof process !== 'undefined' && process.env?.['MPC_VERIFY_EACH'] === '1';
-
 export function runPipeline(g: Graph, ctx: PassCtx, passes: readonly Pass[], opts: PipelineOpts = {}): Graph {
   if (opts.after && !passes.some((p) => p.name === opts.after))
     throw new Error(`unknown pass '${opts.after}' (passes: ${passes.map((p) => p.name).join(', ')})`);
   // Each pass may edit the graph it is given. The caller's graph is never edited: it is
-  // copied once; and with an observer (onPass) each pass gets a copy of its own, so the graphs
-  // the observer saw stay as they were.
+  // copied once.
   let cur = cloneGraph(g);
   const last = opts.after ?? passes[passes.length - 1].name;
   for (const p of passes) {
-    cur = p.run(opts.onPass ? cloneGraph(cur) : cur, ctx);
+    cur = p.run(cur, ctx);
     assertValid(cur, p.name, { types: VERIFY_EACH || p.name === last });
     const errs = p.check?.(cur, ctx) ?? [];
     if (errs.length) throw new PostConditionError(`post-condition of ${p.name} violated:\n  ${errs.join('\n  ')}`);

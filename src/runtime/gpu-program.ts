@@ -67,12 +67,17 @@ export class GpuProgram {
       device.createBuffer({ label: label(a), size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }),
     );
     const byFile = new Map<string, GPUComputePipeline>();
-    for (const [file, wgsl] of spec.files) byFile.set(file, await pipelineFor(device, wgsl, file));
+    // All builds requested at once: the device may compile them side by side.
+    const built = await Promise.all([...spec.files].map(([file, wgsl]) => pipelineFor(device, wgsl, file)));
+    [...spec.files.keys()].forEach((file, i) => byFile.set(file, built[i]));
     const pipelines = spec.kernels.map((k) => byFile.get(k.file)!);
+    // One layout object per pipeline, not one per dispatch (a program binds each kernel many times).
+    const layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
+    const layoutOf = (p: GPUComputePipeline) => layouts.get(p) ?? layouts.set(p, p.getBindGroupLayout(0)).get(p)!;
     const bindGroups = spec.kernels.map((k, i) =>
       device.createBindGroup({
         label: k.name,
-        layout: pipelines[i].getBindGroupLayout(0),
+        layout: layoutOf(pipelines[i]),
         entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: allocations[spec.buffers[b.buffer].alloc], offset: spec.buffers[b.buffer].offset ?? 0, size: spec.buffers[b.buffer].bytes } })),
       }),
     );
