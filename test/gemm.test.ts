@@ -232,6 +232,15 @@ describe('gemm kernel, f32', () => {
         }
   });
 
+  it('reads f32 operands in aligned runs as vec2<f32> pairs (B by columns or along k, A stored [K, M]) and matches the reference', async () => {
+    for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]])
+      for (const batch of [1, 2]) {
+        const r = await runCase({ M: 12, N: 16, K: 24, batch, transA, transB }, undefined, 11);
+        if (gpu.subgroupSize) expect(r.wgsl, `transA=${transA} transB=${transB}`).toContain('array<vec2<f32>>');
+        expectF32Close(r, `pairs transA=${transA} transB=${transB} batch ${batch}`);
+      }
+  });
+
   it('applies alpha, beta and a broadcast C', async () => {
     const M = 11;
     const N = 18;
@@ -354,6 +363,43 @@ describe('gemm kernel, low-precision formats', () => {
         expectRounded(g, dtypes.out, 0, `${where} grid`);
         const p = await runCase({ M: 11, N: 12, K: 64, batch, dtypes, fill: 'positive', transB: true }, undefined, 6);
         expectRounded(p, dtypes.out, 1, `${where} random`);
+      }
+  });
+
+  it('16-bit B decoded a pair per load (bf16, f16 native and packed; k-runs of transB and column pairs, batched) matches the reference', async () => {
+    for (const d of ['bf16', 'f16'] as const)
+      for (const f16Storage of d === 'f16' ? [true, false] : [undefined])
+        for (const transB of [false, true])
+          for (const batch of [1, 3]) {
+            const dtypes = { a: d, b: d, out: d };
+            const where = `${d}${f16Storage === false ? ' packed' : ''} transB=${transB} batch ${batch}`;
+            const g = await runCase({ M: 11, N: 12, K: 64, batch, dtypes, f16Storage, fill: 'grid', transB }, undefined, 5);
+            // The fast variant reads B through the pair decoder (declared as words where f16 is native).
+            if (gpu.subgroupSize) expect(g.wgsl, where).toContain(`unpack2_${d}(`);
+            expectRounded(g, d, 0, `${where} grid`);
+            const p = await runCase({ M: 11, N: 12, K: 64, batch, dtypes, f16Storage, fill: 'positive', transB }, undefined, 6);
+            expectRounded(p, d, 1, `${where} random`);
+          }
+  });
+
+  it('A stored [K, M] (transA) read four rows per run (bf16, f16 native and packed, e5m2 x e4m3; a last tile past M, batched) matches the reference', async () => {
+    const cases = [
+      { dtypes: { a: 'bf16', b: 'bf16', out: 'bf16' } },
+      { dtypes: { a: 'f16', b: 'f16', out: 'f16' } },
+      { dtypes: { a: 'f16', b: 'f16', out: 'f16' }, f16Storage: false },
+      { dtypes: { a: 'f8e5m2', b: 'f8e4m3fn', out: 'bf16' } },
+    ] as const;
+    for (const { dtypes, ...rest } of cases)
+      for (const batch of [1, 2]) {
+        const f16Storage = 'f16Storage' in rest ? rest.f16Storage : undefined;
+        const out = dtypes.out;
+        // M = 12: a second tile of 8 rows of which 4 lie past M.
+        const where = `${dtypes.a}${f16Storage === false ? ' packed' : ''} transA batch ${batch}`;
+        const g = await runCase({ M: 12, N: 16, K: 21, batch, dtypes, f16Storage, fill: 'grid', transA: true }, undefined, 7);
+        if (gpu.subgroupSize) expect(g.wgsl, where).toMatch(/let aq1 = /);
+        expectRounded(g, out, 0, `${where} grid`);
+        const p = await runCase({ M: 12, N: 16, K: 21, batch, dtypes, f16Storage, fill: 'positive', transA: true }, undefined, 8);
+        expectRounded(p, out, 1, `${where} random`);
       }
   });
 

@@ -226,7 +226,7 @@ describe.each(FORMATS)('%s helpers on the device', (d) => {
 
 describe('vector decoders of the 8-bit formats on the device', () => {
   for (const d of ['f8e4m3fn', 'f8e5m2'] as const)
-    it(`unpack4_${d} and unpack2_${d} equal unpack_${d} bit for bit on every code in every lane`, async () => {
+    it(`unpack4_${d}, unpack2_${d} and unpack1_${d} equal unpack_${d} bit for bit on every code in every lane`, async () => {
       // Each of the 256 codes in each of the 4 lanes, the other lanes holding other codes.
       const words = new Uint32Array(256 * 4);
       for (let c = 0; c < 256; c++)
@@ -239,12 +239,39 @@ describe('vector decoders of the 8-bit formats on the device', () => {
       const one = await runKernel({ helpers: [`unpack_${d}`], body: `dst[i] = bitcast<u32>(unpack_${d}(src[i / 4u], i % 4u));`, src: words, srcType: 'u32', n });
       const four = await runKernel({ helpers: [`unpack_vec_${d}`], body: `dst[i] = bitcast<u32>(unpack4_${d}(src[i / 4u])[i % 4u]);`, src: words, srcType: 'u32', n });
       const two = await runKernel({ helpers: [`unpack_vec_${d}`], body: `dst[i] = bitcast<u32>(unpack2_${d}(src[i / 4u], (i % 4u) / 2u)[i % 2u]);`, src: words, srcType: 'u32', n });
+      const single = await runKernel({ helpers: [`unpack_vec_${d}`], body: `dst[i] = bitcast<u32>(unpack1_${d}(src[i / 4u], i % 4u));`, src: words, srcType: 'u32', n });
       const diff = (got: Uint32Array) => [...got].flatMap((b, i) => (b === one[i] ? [] : [`word ${hex(words[i >> 2])} lane ${i % 4}: ${hex(b)} vs ${hex(one[i])}`])).slice(0, 5);
       expect(diff(four)).toEqual([]);
       expect(diff(two)).toEqual([]);
+      expect(diff(single)).toEqual([]);
       // And unpack_ itself decodes to the dtype table's values.
       for (let i = 0; i < n; i++) {
         const code = (words[i >> 2] >>> (8 * (i % 4))) & 0xff;
+        const want = decodeBits(d, code) >>> 0;
+        if (!(one[i] === want || (isNaN32(one[i]) && isNaN32(want)))) expect.fail(`code ${hex(code)}: ${hex(one[i])} vs ${hex(want)}`);
+      }
+    });
+});
+
+describe('pair decoders of the 16-bit formats on the device', () => {
+  for (const d of ['bf16', 'f16'] as const)
+    it(`unpack2_${d} equals unpack_${d} on every code in both lanes${d === 'f16' ? ' (a NaN stays a NaN of its sign)' : ', bit for bit'}`, async () => {
+      // Each of the 65536 codes in each lane, the other lane holding another code.
+      const words = new Uint32Array(65536 * 2);
+      for (let c = 0; c < 65536; c++) {
+        const other = (c * 40503 + 12345) & 0xffff;
+        words[2 * c] = (c | (other << 16)) >>> 0;
+        words[2 * c + 1] = (other | (c << 16)) >>> 0;
+      }
+      const n = words.length * 2;
+      const one = await runKernel({ helpers: [`unpack_${d}`], body: `dst[i] = bitcast<u32>(unpack_${d}(src[i / 2u], i % 2u));`, src: words, srcType: 'u32', n });
+      const two = await runKernel({ helpers: [`unpack_vec_${d}`], body: `dst[i] = bitcast<u32>(unpack2_${d}(src[i / 2u])[i % 2u]);`, src: words, srcType: 'u32', n });
+      const same = (g: number, w: number) => g === w || (d === 'f16' && isNaN32(g) && isNaN32(w) && g >>> 31 === w >>> 31);
+      const bad = [...two].flatMap((b, i) => (same(b, one[i]) ? [] : [`word ${hex(words[i >> 1])} lane ${i % 2}: ${hex(b)} vs ${hex(one[i])}`]));
+      expect(bad.slice(0, 5)).toEqual([]);
+      // And unpack_ decodes to the dtype table's values (subnormals of f16 included).
+      for (let i = 0; i < n; i++) {
+        const code = (words[i >> 1] >>> (16 * (i % 2))) & 0xffff;
         const want = decodeBits(d, code) >>> 0;
         if (!(one[i] === want || (isNaN32(one[i]) && isNaN32(want)))) expect.fail(`code ${hex(code)}: ${hex(one[i])} vs ${hex(want)}`);
       }

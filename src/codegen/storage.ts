@@ -57,6 +57,8 @@ interface Bound {
   access: 'read' | 'read_write';
   /** Declared array<atomic<u32>> (see bindAtomic). */
   atomic?: boolean;
+  /** An f32 buffer declared array<vec2<f32>> (see bind's `words`). */
+  pairs?: boolean;
 }
 
 /** Consumers fused into the store of a map kernel (see mapKernel and codegen/fuse.ts). */
@@ -80,8 +82,13 @@ export class KernelWriter {
     readonly target: Target,
   ) {}
 
-  /** Declares a buffer binding; returns the WGSL identifier to use in the body. */
-  bind(buffer: string, dtype: DType, access: 'read' | 'read_write'): string {
+  /**
+   * Declares a buffer binding; returns the WGSL identifier to use in the body. `words`: an
+   * f16 buffer stored natively is declared as u32 words of two values here, an f32 buffer as
+   * vec2<f32> pairs (the same bytes), for loadVec to read two values with one load (only for
+   * buffers read in aligned runs of two); a buffer bound already keeps its declaration.
+   */
+  bind(buffer: string, dtype: DType, access: 'read' | 'read_write', opts: { words?: boolean } = {}): string {
     const prev = this.bound.find((b) => b.name === buffer);
     if (prev) {
       if (access === 'read_write') prev.access = 'read_write';
@@ -90,7 +97,9 @@ export class KernelWriter {
     // The identifier depends on the binding slot only, never on the value's name: kernels of
     // identical layers are then identical text and share one pipeline.
     const ident = `buf${this.bound.length}`;
-    this.bound.push({ name: buffer, ident, layout: layoutOf(dtype, this.target), access });
+    const native = layoutOf(dtype, this.target);
+    const layout: Layout = opts.words && native.elem === 'f16' ? { dtype, elem: 'u32', perWord: 2 } : native;
+    this.bound.push({ name: buffer, ident, layout, access, ...(opts.words && native.elem === 'f32' && access === 'read' ? { pairs: true } : {}) });
     return ident;
   }
 
@@ -122,11 +131,14 @@ export class KernelWriter {
 
   /** Expression reading logical element `idx` (u32 expression): f32 for floats, i32 for ints. */
   load(ident: string, idx: string): string {
-    const { layout } = this.get(ident);
+    const { layout, pairs } = this.get(ident);
+    if (pairs) return `${ident}[(${idx}) >> 1u][(${idx}) & 1u]`;
     if (layout.elem === 'f32' || layout.elem === 'i32') return `${ident}[${idx}]`;
     if (layout.elem === 'f16') return `f32(${ident}[${idx}])`;
     const shift = layout.perWord === 2 ? 1 : 2;
-    return `${this.use(`unpack_${layout.dtype}`)}(${ident}[(${idx}) >> ${shift}u], (${idx}) & ${layout.perWord - 1}u)`;
+    // 8-bit formats through their branch-free decoder (the same bits as unpack_).
+    const fn = layout.perWord === 4 && this.vectorLoads(ident) ? `unpack1_${this.use(`unpack_vec_${layout.dtype}`).slice('unpack_vec_'.length)}` : this.use(`unpack_${layout.dtype}`);
+    return `${fn}(${ident}[(${idx}) >> ${shift}u], (${idx}) & ${layout.perWord - 1}u)`;
   }
 
   /**
@@ -135,19 +147,30 @@ export class KernelWriter {
    * whole run at once (unpack2_/unpack4_ helpers); other layouts load element by element.
    */
   loadVec(ident: string, idx: string, count: 2 | 4): string {
-    const { layout } = this.get(ident);
-    if (layout.perWord === 4 && wgslHelperNames().includes(`unpack_vec_${layout.dtype}`)) {
+    const { layout, pairs } = this.get(ident);
+    if (pairs) return count === 2 ? `${ident}[(${idx}) >> 1u]` : `vec4<f32>(${ident}[(${idx}) >> 1u], ${ident}[((${idx}) >> 1u) + 1u])`;
+    if (this.vectorLoads(ident)) {
       this.use(`unpack_vec_${layout.dtype}`);
+      if (layout.perWord === 2) {
+        const pair = (q: number) => `unpack2_${layout.dtype}(${ident}[((${idx}) >> 1u)${q ? ` + ${q}u` : ''}])`;
+        return count === 2 ? pair(0) : `vec4<f32>(${pair(0)}, ${pair(1)})`;
+      }
       const word = `${ident}[(${idx}) >> 2u]`;
       return count === 4 ? `unpack4_${layout.dtype}(${word})` : `unpack2_${layout.dtype}(${word}, ((${idx}) >> 1u) & 1u)`;
     }
     return `vec${count}<f32>(${Array.from({ length: count }, (_, k) => this.load(ident, k ? `(${idx}) + ${k}u` : idx)).join(', ')})`;
   }
 
+  /** Whether loadVec decodes whole words of this packed buffer at once (8-bit formats, bf16). */
+  vectorLoads(ident: string): boolean {
+    const { layout, pairs } = this.get(ident);
+    return pairs === true || layout.perWord > 1 && wgslHelperNames().includes(`unpack_vec_${layout.dtype}`);
+  }
+
   /** Statement storing f32/i32 `val` at logical element `idx`; only for unpacked layouts. */
   store(ident: string, idx: string, val: string): string {
-    const { layout } = this.get(ident);
-    if (layout.perWord > 1) throw new Error(`cannot store one element of packed buffer ${ident}`);
+    const { layout, pairs } = this.get(ident);
+    if (layout.perWord > 1 || pairs) throw new Error(`cannot store one element of packed buffer ${ident}`);
     if (layout.elem === 'f32') return `${ident}[${idx}] = ${val};`;
     if (layout.elem === 'i32') return `${ident}[${idx}] = i32(${val});`;
     // f16 native: round with exact integer code, then reinterpret the bits.
@@ -191,7 +214,7 @@ export class KernelWriter {
     // offsets in shared arena allocations, and WebGPU allows one buffer bound several times in a
     // dispatch only when every binding of it is writable storage (a read-only binding next to a
     // writable one of the same buffer is a usage conflict, whatever their byte ranges).
-    const decls = this.bound.map((b, i) => `@group(0) @binding(${i}) var<storage, read_write> ${b.ident}: array<${b.atomic ? 'atomic<u32>' : b.layout.elem}>;`);
+    const decls = this.bound.map((b, i) => `@group(0) @binding(${i}) var<storage, read_write> ${b.ident}: array<${b.atomic ? 'atomic<u32>' : b.pairs ? 'vec2<f32>' : b.layout.elem}>;`);
     const [wx, wy, wz] = opts.workgroupSize;
     const perRow = opts.dispatch[0] * wx;
     const wgsl = [

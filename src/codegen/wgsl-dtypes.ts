@@ -126,12 +126,19 @@ fn unpack_${fi.name}(word: u32, lane: u32) -> f32 {
 }
 
 /**
- * Several lanes of an 8-bit format at once, through f16: an 8-bit float with at most 5
- * exponent bits is an f16 with its exponent and mantissa moved into place, off by the
- * exponent bias (a power of two, multiplied back exactly). unpack2x16float converts two f16
- * values per call, subnormals included, so a word of four lanes costs two conversions and no
- * branch. NaN codes are selected explicitly (with from_bits' payload), so the results are
- * bit-identical to unpack_ lane by lane.
+ * Lanes of an 8-bit format decoded through f16: an 8-bit float with at most 5 exponent bits is
+ * an f16 with its exponent and mantissa moved into place, off by the exponent bias (a power of
+ * two, multiplied back exactly). unpack2x16float converts two f16 values per call, subnormals
+ * included, with no branch. The special codes:
+ * - E5M2 has f16's exponent: its inf and NaN codes are f16's own, and the conversion gives
+ *   from_bits' f32 bits (a NaN quieted, its payload kept).
+ * - E4M3FN's NaN (exponent and mantissa all ones) lands on an f16 exponent below 31; setting
+ *   the f16 exponent's bits makes it the f16 NaN with the same (quiet) mantissa, which the
+ *   conversion and the scale carry to from_bits' bits. The NaN lanes of a word are found at
+ *   once: (x & 0x7f7f) + 0x0101 carries into bit 7 of a byte exactly when its low 7 bits are
+ *   all ones.
+ * - Any other layout of specials is selected lane by lane.
+ * So the results are bit-identical to unpack_ lane by lane (test/wgsl-dtypes.test.ts).
  */
 function quadCapable(fi: FloatInfo): boolean {
   return fi.bits === 8 && fi.expBits <= 5 && fi.mantBits <= 10;
@@ -146,29 +153,61 @@ function emitUnpackVec(fi: FloatInfo): string {
   // Lanes of a u32 holding bytes in its low 16 bits -> two f16 codes.
   const f16pair = (x: string) =>
     `((${x} & 0x7fu) << ${shift}u) | ((${x} & 0x80u) << 8u) | (((${x} >> 8u) & 0x7fu) << ${16 + shift}u) | (((${x} >> 8u) & 0x80u) << 24u)`;
+  const allOnesNan = fi.nan === 'mantissa-all-ones' && fi.expBits + M === 7;
+  const native = fi.nan === 'ieee' && fi.expBits === 5;
+  // f16 exponent bits set in the lanes of an f16 pair whose byte (in the low 16 bits of x) is the NaN code.
+  // `n_x`: bit 7 and bit 15 set where the byte below is the NaN code (see above).
+  const nanLet = (x: string) => (allOnesNan ? `\n  let n_${x} = ((${x} & 0x7f7fu) + 0x0101u) & 0x8080u;` : '');
+  const code = (x: string) => (allOnesNan ? `(${f16pair(x)}) | ((n_${x} & 0x80u) * 0xf8u) | ((n_${x} & 0x8000u) * 0xf800u)` : f16pair(x));
   const isNan = (b: string) => (fi.nan === 'mantissa-all-ones' ? `(${b} & 0x7fu) == 0x7fu` : `((${b} >> ${M}u) & ${u32(emask)}) == ${u32(emask)} && (${b} & ${u32(mmask)}) != 0u`);
   const nanBits = (b: string) => `((${b} << 24u) & 0x80000000u) | 0x7fc00000u | ((${b} & ${u32(mmask)}) << ${23 - M}u)`;
   const scale = (v: string) => (factor === 1 ? v : `${v} * ${factor}.0`);
   const lane = (x: string, k: number) => `((${x} >> ${8 * k}u) & 0xffu)`;
   const fix = (v: string, x: string, lanes: number) => {
+    if (allOnesNan || native) return v;
     const comps = Array.from({ length: lanes }, (_, k) => `select(${v}[${k}], bitcast<f32>(${nanBits(lane(x, k))}), ${isNan(lane(x, k))})`);
     return `vec${lanes}<f32>(${comps.join(', ')})`;
   };
-  return `// Lanes 2·half and 2·half+1 of a u32 holding 4 ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
+  return `// Lane \`lane\` of a u32 holding 4 ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
+fn unpack1_${fi.name}(word: u32, lane: u32) -> f32 {
+  return unpack2_${fi.name}(word >> ((lane & 2u) * 8u), 0u)[lane & 1u];
+}
+
+// Lanes 2·half and 2·half+1 of a u32 holding 4 ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
 fn unpack2_${fi.name}(word: u32, half: u32) -> vec2<f32> {
-  let x = word >> (half * 16u);
-  let v = ${scale(`unpack2x16float(${f16pair('x')})`)};
+  let x = word >> (half * 16u);${nanLet('x')}
+  let v = ${scale(`unpack2x16float(${code('x')})`)};
   return ${fix('v', 'x', 2)};
 }
 
 // All 4 lanes of a u32 holding ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
 fn unpack4_${fi.name}(word: u32) -> vec4<f32> {
-  let hi = word >> 16u;
-  let v = ${scale(`vec4<f32>(unpack2x16float(${f16pair('word')}), unpack2x16float(${f16pair('hi')}))`)};
+  let hi = word >> 16u;${nanLet('word')}${nanLet('hi')}
+  let v = ${scale(`vec4<f32>(unpack2x16float(${code('word')}), unpack2x16float(${code('hi')}))`)};
   return ${fix('v', 'word', 4)};
 }
 `;
 }
+
+/**
+ * Both lanes of a u32 holding two values of a 16-bit format with f32's exponent (bf16): each
+ * is the top half of an f32, so decoding is moving it there (bit-identical to unpack_, NaN
+ * payloads included).
+ */
+function emitUnpackPair(fi: FloatInfo): string {
+  return `// Both lanes of a u32 holding 2 ${fi.name} values, as f32 (bit-identical to unpack_${fi.name}).
+fn unpack2_${fi.name}(word: u32) -> vec2<f32> {
+  return vec2<f32>(bitcast<f32>(word << 16u), bitcast<f32>(word & 0xffff0000u));
+}
+`;
+}
+
+/** f16 pairs: WGSL's own conversion of two f16 values to f32, which is exact. */
+const UNPACK_PAIR_F16 = `// Both lanes of a u32 holding 2 f16 values, as f32 (exact: every f16 value is an f32 value).
+fn unpack2_f16(word: u32) -> vec2<f32> {
+  return unpack2x16float(word);
+}
+`;
 
 function emitPack(fi: FloatInfo): string {
   const lanes = LANE_NAMES.slice(0, fi.perWord);
@@ -195,6 +234,8 @@ function buildRegistry(): Map<string, Helper> {
     reg.set(`unpack_${d}`, { deps: [`from_bits_${d}`], text: emitUnpack(fi) });
     reg.set(`pack_${d}`, { deps: [`to_bits_${d}`], text: emitPack(fi) });
     if (quadCapable(fi)) reg.set(`unpack_vec_${d}`, { deps: [], text: emitUnpackVec(fi) });
+    if (fi.perWord === 2 && conversionConstants(fi).sameExponentAsF32) reg.set(`unpack_vec_${d}`, { deps: [], text: emitUnpackPair(fi) });
+    if (d === 'f16') reg.set(`unpack_vec_${d}`, { deps: [], text: UNPACK_PAIR_F16 });
   }
   return reg;
 }

@@ -28,7 +28,7 @@ import type { DType } from '../../ir/dtypes.js';
 import { isFloat } from '../../ir/dtypes.js';
 import { sizeOf } from '../../ir/tensor.js';
 import { MAX_WORKGROUPS_PER_DIM, type Kernel, type Target } from '../kernel.js';
-import { KernelWriter, f32Lit, mapKernel } from '../storage.js';
+import { KernelWriter, f32Lit, layoutOf, mapKernel } from '../storage.js';
 
 export interface GemmOperand {
   buffer: string;
@@ -119,12 +119,14 @@ const SUBGROUP_SIZES = [4, 8, 16, 32];
 export function emitGemm(o: GemmOptions): Kernel {
   validate(o);
   const w = new KernelWriter(o.name, o.target);
+  const outPerWord = layoutOf(o.out.dtype, o.target).perWord;
   // Binding order: A, B, C, scales, out (the writer merges a buffer bound twice, e.g. X·Xᵀ).
   const g: Gen = {
     o,
     w,
-    A: w.bind(o.a.buffer, o.a.dtype, 'read'),
-    B: w.bind(o.b.buffer, o.b.dtype, 'read'),
+    // A native f16 operand read in runs (vectorA, vectorB) is declared as words: one load per pair.
+    A: w.bind(o.a.buffer, o.a.dtype, 'read', { words: variantOf(o, outPerWord) === 'subgroup' && vectorAFits(o, subgroupTile(outPerWord).TM) }),
+    B: w.bind(o.b.buffer, o.b.dtype, 'read', { words: variantOf(o, outPerWord) === 'subgroup' && vectorBFits(o, o.target.subgroupSize!, subgroupTN(outPerWord)) }),
     C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
     scales: (o.scales ?? []).map((sc) => w.bind(sc.buffer, sc.dtype, 'read')),
     out: w.bind(o.out.buffer, o.out.dtype, 'read_write'),
@@ -437,7 +439,9 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
   // One block of S k-steps from k0: lane l holds A[row_i, k0 + l] in av_i and hands it to
   // the others at step l.
   const block: string[] = [];
-  for (let i = 0; i < TM; i++) block.push(`let av${i} = ${ks.guard(loadA(g, `row${i}`, ks.index('k0 + lane')), 'k0 + lane')};`);
+  const avec = vectorA(g, TM);
+  if (avec) block.push(...avec.lets(ks.index('k0 + lane')));
+  for (let i = 0; i < TM; i++) block.push(`let av${i} = ${ks.guard(avec ? avec.value(i) : loadA(g, `row${i}`, ks.index('k0 + lane')), 'k0 + lane')};`);
   const bvec = vectorB(g, S, TN);
   if (bvec) block.push(...bvec.lets);
   for (let s = 0; s < S; s++) {
@@ -472,30 +476,76 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
 }
 
 /**
- * B operands packed four per word (fp8) decoded a run at a time instead of element by element
- * (loadVec): with transB, the S steps of one column's k-block are S/4 whole words; without,
- * the TN adjacent columns of one k step share a word. Only where every run is aligned to its
- * word; otherwise undefined (element loads).
+ * B operands packed several per word (fp8, bf16) decoded a run at a time instead of element
+ * by element (loadVec): with transB, the S steps of one column's k-block are runs of 4; without,
+ * the TN adjacent columns of one k step share a word (or two). Only where every run is aligned
+ * to its words; otherwise undefined (element loads).
  */
 function vectorB(g: Gen, S: number, TN: number): { lets: string[]; value: (s: number, j: number) => string } | undefined {
   const { K, N } = g.o;
-  if (g.w.layout(g.B).perWord !== 4 || g.o.b.map || g.o.b.strides) return undefined;
-  const stride = g.o.b.batchStride;
-  const strides = sizeOf(g.batchDims) === 1 ? [] : stride === undefined ? [K * N] : typeof stride === 'number' ? [stride] : [...stride];
-  const aligned = (n: number) => strides.every((x) => x % n === 0);
+  if (!g.w.vectorLoads(g.B) || !vectorBFits(g.o, S, TN)) return undefined;
   const ks = kStep(g, S);
   if (g.o.transB) {
-    if (K % S !== 0 || S % 4 !== 0 || K % 4 !== 0 || !aligned(4)) return undefined;
     const lets: string[] = [];
     for (let j = 0; j < TN; j++)
       for (let q = 0; q < S / 4; q++) lets.push(`let bq${j}_${q} = ${g.w.loadVec(g.B, `offB + ${scaled(`col${j}`, K)} + k0 + ${u(4 * q)}`, 4)};`);
     return { lets, value: (s, j) => `bq${j}_${s >> 2}[${s & 3}]` };
   }
-  if ((TN !== 2 && TN !== 4) || N % TN !== 0 || !aligned(TN)) return undefined;
   // The run starts at n0, or inside the last whole run for a tile past N (never stored).
   const lets = [`let bn0 = min(n0, ${u(N - TN)});`];
   for (let s = 0; s < S; s++) lets.push(`let bw${s} = ${g.w.loadVec(g.B, `offB + ${scaled(ks.index(`k0 + ${u(s)}`), N)} + bn0`, TN as 2 | 4)};`);
   return { lets, value: (s, j) => ks.guard(`bw${s}[${j}]`, `k0 + ${u(s)}`) };
+}
+
+/**
+ * A operands whose rows are adjacent in memory (transA: A stored [K, M]) read like B's runs:
+ * the TM rows of one k step are TM/4 runs of 4, decoded from whole words of a packed layout.
+ * Rows past M are never stored, so a run past M starts inside the last whole run instead.
+ */
+function vectorA(g: Gen, TM: number): { lets: (k: string) => string[]; value: (i: number) => string } | undefined {
+  if (!g.w.vectorLoads(g.A) || !vectorAFits(g.o, TM)) return undefined;
+  const { M } = g.o;
+  const kStride = aStrides(g.o)[1];
+  return {
+    lets: (k) => Array.from({ length: TM / 4 }, (_, q) => `let aq${q} = ${g.w.loadVec(g.A, `offA + ${scaled(k, kStride)} + min(m0 + ${u(4 * q)}, ${u(M - 4)})`, 4)};`),
+    value: (i) => (g.o.a.map ? g.o.a.map(g.w, `aq${i >> 2}[${i & 3}]`) : `aq${i >> 2}[${i & 3}]`),
+  };
+}
+
+/** Element strides of op(A)'s rows and k steps. */
+function aStrides(o: GemmOptions): readonly [number, number] {
+  return o.a.strides ?? (o.transA ? [1, o.M] : [o.K, 1]);
+}
+
+/** Whether A's rows are adjacent and its runs of 4 rows start on word boundaries (see vectorA). */
+function vectorAFits(o: GemmOptions, TM: number): boolean {
+  const [rowStride, kStride] = aStrides(o);
+  const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
+  const stride = o.a.batchStride;
+  const strides = sizeOf(dims) === 1 ? [] : stride === undefined ? [o.M * o.K] : typeof stride === 'number' ? [stride] : [...stride];
+  return TM % 4 === 0 && rowStride === 1 && kStride % 4 === 0 && o.M % 4 === 0 && strides.every((x) => x % 4 === 0);
+}
+
+/** Whether B's runs (see vectorB) start on word boundaries of a packed layout. */
+function vectorBFits(o: GemmOptions, S: number, TN: number): boolean {
+  const { K, N } = o;
+  if (o.b.map || o.b.strides) return false;
+  const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
+  const stride = o.b.batchStride;
+  const strides = sizeOf(dims) === 1 ? [] : stride === undefined ? [K * N] : typeof stride === 'number' ? [stride] : [...stride];
+  const aligned = (n: number) => strides.every((x) => x % n === 0);
+  if (o.transB) return K % S === 0 && S % 4 === 0 && K % 4 === 0 && aligned(4);
+  return (TN === 2 || TN === 4) && N % TN === 0 && aligned(TN);
+}
+
+/** The subgroup variant's tile for an output with `perWord` values per word. */
+function subgroupTile(perWord: number): { TM: number; TN: number } {
+  return perWord === 4 ? SUBGROUP_TILE_FP8_OUT : SUBGROUP_TILE;
+}
+
+/** The subgroup variant's columns per lane for an output with `perWord` values per word. */
+function subgroupTN(perWord: number): number {
+  return Math.max(subgroupTile(perWord).TN, perWord);
 }
 
 function blockedKernel(g: Gen, perWord: number): Kernel {
