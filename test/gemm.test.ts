@@ -403,6 +403,30 @@ describe('gemm kernel, low-precision formats', () => {
       }
   });
 
+  it('A read a row per lane (its k steps adjacent, K a multiple of the subgroup; f32, bf16, f16 native and packed, e4m3, e5m2 x e4m3; rows past M, batched) matches the reference', async () => {
+    const cases = [
+      { dtypes: { a: 'f32', b: 'f32', out: 'f32' } },
+      { dtypes: { a: 'bf16', b: 'bf16', out: 'bf16' } },
+      { dtypes: { a: 'f16', b: 'f16', out: 'f16' } },
+      { dtypes: { a: 'f16', b: 'f16', out: 'f16' }, f16Storage: false },
+      { dtypes: { a: 'f8e4m3fn', b: 'f8e4m3fn', out: 'bf16' } },
+      { dtypes: { a: 'f8e5m2', b: 'f8e4m3fn', out: 'bf16' } },
+    ] as const;
+    for (const { dtypes, ...rest } of cases)
+      for (const [batch, transB] of [[1, false], [2, true]] as const) {
+        const f16Storage = 'f16Storage' in rest ? rest.f16Storage : undefined;
+        const where = `${dtypes.a}${f16Storage === false ? ' packed' : ''} batch ${batch} transB=${transB}`;
+        // M = 13: the second tile of 8 rows has 5 past M; K = 32: four blocks of 8.
+        const g = await runCase({ M: 13, N: 16, K: 32, batch, transB, dtypes, f16Storage, fill: 'grid' }, undefined, 9);
+        if (gpu.subgroupSize === 8) expect(g.wgsl, where).toMatch(/subgroupBroadcast\(ar7, 0u\)/);
+        if (dtypes.out === 'f32') expectF32Close(g, where);
+        else expectRounded(g, dtypes.out, 0, `${where} grid`);
+        const p = await runCase({ M: 13, N: 16, K: 32, batch, transB, dtypes, f16Storage, fill: 'positive' }, undefined, 10);
+        if (dtypes.out === 'f32') expectF32Close(p, where);
+        else expectRounded(p, dtypes.out, 1, `${where} random`);
+      }
+  });
+
   it('multiplies run-time scales (fp8 inverse scales) into alpha', async () => {
     const dtypes = { a: 'f8e4m3fn', b: 'f8e5m2', c: 'bf16', out: 'bf16' } as const;
     for (const variant of variants()) {

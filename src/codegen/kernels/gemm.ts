@@ -125,7 +125,9 @@ export function emitGemm(o: GemmOptions): Kernel {
     o,
     w,
     // A native f16 operand read in runs (vectorA, vectorB) is declared as words: one load per pair.
-    A: w.bind(o.a.buffer, o.a.dtype, 'read', { words: variantOf(o, outPerWord) === 'subgroup' && vectorAFits(o, subgroupTile(outPerWord).TM) }),
+    A: w.bind(o.a.buffer, o.a.dtype, 'read', {
+      words: variantOf(o, outPerWord) === 'subgroup' && (rowAFits(o, subgroupTile(outPerWord).TM, o.target.subgroupSize!) || vectorAFits(o, subgroupTile(outPerWord).TM)),
+    }),
     B: w.bind(o.b.buffer, o.b.dtype, 'read', { words: variantOf(o, outPerWord) === 'subgroup' && vectorBFits(o, o.target.subgroupSize!, subgroupTN(outPerWord)) }),
     C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
     scales: (o.scales ?? []).map((sc) => w.bind(sc.buffer, sc.dtype, 'read')),
@@ -437,18 +439,24 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
   const ks = kStep(g, S);
 
   // One block of S k-steps from k0: lane l holds A[row_i, k0 + l] in av_i and hands it to
-  // the others at step l.
+  // the others at step l. Where A's rows run along k and TM = S, lane l holds row l's S
+  // values of the block instead (a run of whole words) and hands value s to the others at
+  // step s: the same values, a fraction of the loads and decodes.
   const block: string[] = [];
-  const avec = vectorA(g, TM);
-  if (avec) block.push(...avec.lets(ks.index('k0 + lane')));
-  for (let i = 0; i < TM; i++) block.push(`let av${i} = ${ks.guard(avec ? avec.value(i) : loadA(g, `row${i}`, ks.index('k0 + lane')), 'k0 + lane')};`);
+  const arow = rowA(g, TM, S);
+  const avec = arow ? undefined : vectorA(g, TM);
+  if (arow) block.push(...arow.lets);
+  else {
+    if (avec) block.push(...avec.lets(ks.index('k0 + lane')));
+    for (let i = 0; i < TM; i++) block.push(`let av${i} = ${ks.guard(avec ? avec.value(i) : loadA(g, `row${i}`, ks.index('k0 + lane')), 'k0 + lane')};`);
+  }
   const bvec = vectorB(g, S, TN);
   if (bvec) block.push(...bvec.lets);
   for (let s = 0; s < S; s++) {
     const k = `k0 + ${u(s)}`;
     for (let j = 0; j < TN; j++) block.push(`let bv${s}_${j} = ${bvec ? bvec.value(s, j) : ks.guard(loadB(g, ks.index(k), `col${j}`), k)};`);
     for (let i = 0; i < TM; i++) {
-      block.push(`{ let x = subgroupBroadcast(av${i}, ${u(s)});`);
+      block.push(`{ let x = ${arow ? `subgroupBroadcast(ar${s}, ${u(i)})` : `subgroupBroadcast(av${i}, ${u(s)})`};`);
       block.push(`  ${Array.from({ length: TN }, (_, j) => `acc${i}_${j} = fma(x, bv${s}_${j}, acc${i}_${j});`).join(' ')}`);
       block.push('}');
     }
@@ -510,6 +518,30 @@ function vectorA(g: Gen, TM: number): { lets: (k: string) => string[]; value: (i
     lets: (k) => Array.from({ length: TM / 4 }, (_, q) => `let aq${q} = ${g.w.loadVec(g.A, `offA + ${scaled(k, kStride)} + min(m0 + ${u(4 * q)}, ${u(M - 4)})`, 4)};`),
     value: (i) => (g.o.a.map ? g.o.a.map(g.w, `aq${i >> 2}[${i & 3}]`) : `aq${i >> 2}[${i & 3}]`),
   };
+}
+
+/**
+ * A read a row per lane (see subgroupKernel): lane l loads row m0 + l's S values of the block,
+ * k0 .. k0 + S - 1, in runs of 4 (whole words of a packed layout, pairs of f32); `ar<s>` is its
+ * value at step s. Needs TM = S, A's k steps adjacent and K a multiple of S (no step past K);
+ * rows past M are clamped (never stored).
+ */
+function rowA(g: Gen, TM: number, S: number): { lets: string[] } | undefined {
+  if (!rowAFits(g.o, TM, S)) return undefined;
+  const { M } = g.o;
+  const rowStride = aStrides(g.o)[0];
+  const lets = [`let arow = min(m0 + lane, ${u(M - 1)});`];
+  for (let q = 0; q < S / 4; q++) lets.push(`let aq${q} = ${g.w.loadVec(g.A, `offA + ${scaled('arow', rowStride)} + k0 + ${u(4 * q)}`, 4)};`);
+  for (let s = 0; s < S; s++) lets.push(`let ar${s} = ${g.o.a.map ? g.o.a.map(g.w, `aq${s >> 2}[${s & 3}]`) : `aq${s >> 2}[${s & 3}]`};`);
+  return { lets };
+}
+
+function rowAFits(o: GemmOptions, TM: number, S: number): boolean {
+  const [rowStride, kStride] = aStrides(o);
+  const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
+  const stride = o.a.batchStride;
+  const strides = sizeOf(dims) === 1 ? [] : stride === undefined ? [o.M * o.K] : typeof stride === 'number' ? [stride] : [...stride];
+  return TM === S && S % 4 === 0 && kStride === 1 && o.K % S === 0 && rowStride % 4 === 0 && strides.every((x) => x % 4 === 0);
 }
 
 /** Element strides of op(A)'s rows and k steps. */
