@@ -538,10 +538,15 @@ function rowA(g: Gen, TM: number, S: number): { lets: string[] } | undefined {
 
 function rowAFits(o: GemmOptions, TM: number, S: number): boolean {
   const [rowStride, kStride] = aStrides(o);
+  return TM === S && S % 4 === 0 && kStride === 1 && o.K % S === 0 && rowStride % 4 === 0 && batchAligned(o, o.a.batchStride, o.M * o.K, 4);
+}
+
+/** Whether every batch offset of an operand (batch strides; default `contiguous` per matrix) is a multiple of `n`. */
+function batchAligned(o: GemmOptions, stride: number | readonly number[] | undefined, contiguous: number, n: number): boolean {
   const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
-  const stride = o.a.batchStride;
-  const strides = sizeOf(dims) === 1 ? [] : stride === undefined ? [o.M * o.K] : typeof stride === 'number' ? [stride] : [...stride];
-  return TM === S && S % 4 === 0 && kStride === 1 && o.K % S === 0 && rowStride % 4 === 0 && strides.every((x) => x % 4 === 0);
+  if (sizeOf(dims) === 1) return true;
+  const strides = stride === undefined ? [contiguous] : typeof stride === 'number' ? [stride] : [...stride];
+  return strides.every((x) => x % n === 0);
 }
 
 /** Element strides of op(A)'s rows and k steps. */
@@ -552,20 +557,14 @@ function aStrides(o: GemmOptions): readonly [number, number] {
 /** Whether A's rows are adjacent and its runs of 4 rows start on word boundaries (see vectorA). */
 function vectorAFits(o: GemmOptions, TM: number): boolean {
   const [rowStride, kStride] = aStrides(o);
-  const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
-  const stride = o.a.batchStride;
-  const strides = sizeOf(dims) === 1 ? [] : stride === undefined ? [o.M * o.K] : typeof stride === 'number' ? [stride] : [...stride];
-  return TM % 4 === 0 && rowStride === 1 && kStride % 4 === 0 && o.M % 4 === 0 && strides.every((x) => x % 4 === 0);
+  return TM % 4 === 0 && rowStride === 1 && kStride % 4 === 0 && o.M % 4 === 0 && batchAligned(o, o.a.batchStride, o.M * o.K, 4);
 }
 
 /** Whether B's runs (see vectorB) start on word boundaries of a packed layout. */
 function vectorBFits(o: GemmOptions, S: number, TN: number): boolean {
   const { K, N } = o;
   if (o.b.map || o.b.strides) return false;
-  const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
-  const stride = o.b.batchStride;
-  const strides = sizeOf(dims) === 1 ? [] : stride === undefined ? [K * N] : typeof stride === 'number' ? [stride] : [...stride];
-  const aligned = (n: number) => strides.every((x) => x % n === 0);
+  const aligned = (n: number) => batchAligned(o, o.b.batchStride, K * N, n);
   if (o.transB) return K % S === 0 && S % 4 === 0 && K % 4 === 0 && aligned(4);
   return (TN === 2 || TN === 4) && N % TN === 0 && aligned(TN);
 }
