@@ -12,7 +12,10 @@
 //   A value per row (A[m, k0 + lane]) and the lanes hand them to each other with
 //   subgroupBroadcast. On lavapipe a lane is a SIMD slot and every memory load with a
 //   per-lane address is a gather, so trading S-1 of every S A-gathers for in-register
-//   broadcasts is what pays.
+//   broadcasts is what pays. Fewer gathers pay again: operands are read in runs of whole
+//   words where their layout allows (two bf16, f16 or f32 values per load, two or four fp8),
+//   and where A's rows run along k and TM = S, lane l loads row l's S values of the block as
+//   such runs and broadcasts value s at step s.
 // - 'blocked': 8×8 invocations, each computing a TM×TN block, loading its operands itself.
 // - 'naive': one invocation per output word, a plain dot product per element. It is the
 //   fallback for packed outputs whose rows do not start on a word boundary (N not a
@@ -124,7 +127,8 @@ export function emitGemm(o: GemmOptions): Kernel {
   const g: Gen = {
     o,
     w,
-    // A native f16 operand read in runs (vectorA, vectorB) is declared as words: one load per pair.
+    // An operand read in runs (rowA, vectorA, vectorB) is declared as words where it is native
+    // f16 and as vec2<f32> pairs where it is f32: one load per two values.
     A: w.bind(o.a.buffer, o.a.dtype, 'read', {
       words: variantOf(o, outPerWord) === 'subgroup' && (rowAFits(o, subgroupTile(outPerWord).TM, o.target.subgroupSize!) || vectorAFits(o, subgroupTile(outPerWord).TM)),
     }),
@@ -176,7 +180,7 @@ export function gemmParts(o: GemmOptions, w: KernelWriter, bind: { a: boolean; o
     out: g.out,
     lets: (bz: string) => offsetLets(g, bz),
     a: (row: string, k: string) => loadA(g, row, k),
-    mapA: (v: string) => (o.a.map ? o.a.map(w, v) : v),
+    mapA: (v: string) => mapA(g, v),
     b: (k: string, col: string) => loadB(g, k, col),
     value: (acc: string, m: string, n: string, idx: string) => epilogue(g, finalValue(g, acc, m, n), idx),
   };
@@ -296,7 +300,11 @@ function offsetLets(g: Gen, bz: string): string[] {
 function loadA(g: Gen, row: string, k: string): string {
   const { M, K } = g.o;
   const st = g.o.a.strides;
-  const v = g.w.load(g.A, st ? sum(['offA', scaled(row, st[0]), scaled(k, st[1])]) : g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`);
+  return mapA(g, g.w.load(g.A, st ? sum(['offA', scaled(row, st[0]), scaled(k, st[1])]) : g.o.transA ? `offA + ${scaled(k, M)} + ${row}` : `offA + ${scaled(row, K)} + ${k}`));
+}
+
+/** A's prologue (a cast folded into its loads) applied to a loaded value. */
+function mapA(g: Gen, v: string): string {
   return g.o.a.map ? g.o.a.map(g.w, v) : v;
 }
 
@@ -516,7 +524,7 @@ function vectorA(g: Gen, TM: number): { lets: (k: string) => string[]; value: (i
   const kStride = aStrides(g.o)[1];
   return {
     lets: (k) => Array.from({ length: TM / 4 }, (_, q) => `let aq${q} = ${g.w.loadVec(g.A, `offA + ${scaled(k, kStride)} + min(m0 + ${u(4 * q)}, ${u(M - 4)})`, 4)};`),
-    value: (i) => (g.o.a.map ? g.o.a.map(g.w, `aq${i >> 2}[${i & 3}]`) : `aq${i >> 2}[${i & 3}]`),
+    value: (i) => mapA(g, `aq${i >> 2}[${i & 3}]`),
   };
 }
 
@@ -532,7 +540,7 @@ function rowA(g: Gen, TM: number, S: number): { lets: string[] } | undefined {
   const rowStride = aStrides(g.o)[0];
   const lets = [`let arow = min(m0 + lane, ${u(M - 1)});`];
   for (let q = 0; q < S / 4; q++) lets.push(`let aq${q} = ${g.w.loadVec(g.A, `offA + ${scaled('arow', rowStride)} + k0 + ${u(4 * q)}`, 4)};`);
-  for (let s = 0; s < S; s++) lets.push(`let ar${s} = ${g.o.a.map ? g.o.a.map(g.w, `aq${s >> 2}[${s & 3}]`) : `aq${s >> 2}[${s & 3}]`};`);
+  for (let s = 0; s < S; s++) lets.push(`let ar${s} = ${mapA(g, `aq${s >> 2}[${s & 3}]`)};`);
   return { lets };
 }
 
