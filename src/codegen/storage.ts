@@ -137,14 +137,17 @@ export class KernelWriter {
     if (layout.elem === 'f16') return `f32(${ident}[${idx}])`;
     const shift = layout.perWord === 2 ? 1 : 2;
     // 8-bit formats through their branch-free decoder (the same bits as unpack_).
-    const fn = layout.perWord === 4 && this.vectorLoads(ident) ? `unpack1_${this.use(`unpack_vec_${layout.dtype}`).slice('unpack_vec_'.length)}` : this.use(`unpack_${layout.dtype}`);
+    const quad = layout.perWord === 4 && this.vectorLoads(ident);
+    const fn = quad ? `unpack1_${layout.dtype}` : `unpack_${layout.dtype}`;
+    this.use(quad ? `unpack_vec_${layout.dtype}` : fn);
     return `${fn}(${ident}[(${idx}) >> ${shift}u], (${idx}) & ${layout.perWord - 1}u)`;
   }
 
   /**
    * Expression of type vecN<f32> reading `count` (2 or 4) consecutive float elements from
    * `idx`, which the caller guarantees is a multiple of `count`. Packed 8-bit formats decode a
-   * whole run at once (unpack2_/unpack4_ helpers); other layouts load element by element.
+   * whole run at once (unpack2_/unpack4_ helpers), 16-bit ones two values per word, f32
+   * pairs two per load; other layouts load element by element.
    */
   loadVec(ident: string, idx: string, count: 2 | 4): string {
     const { layout, pairs } = this.get(ident);

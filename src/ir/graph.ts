@@ -1,9 +1,9 @@
 // The IR: a graph of named values (SSA: every value has exactly one producer, or is an
 // input, parameter, constant or training state) and nodes in execution order.
 //
-// Passes never mutate the graph they are given in place from the caller's point of view:
-// the pipeline hands each pass its own copy (cloneGraph), so a pass may edit that copy
-// freely and return it. Tensor payloads are shared between copies and never written.
+// Passes never mutate the caller's graph: the pipeline copies it once (cloneGraph) and each
+// pass edits that copy freely and returns it to the next. Tensor payloads are shared between
+// copies and never written.
 import type { DType } from './dtypes.js';
 import type { Tensor } from './tensor.js';
 
