@@ -172,3 +172,33 @@ describe('fp8 activations in the backward pass', () => {
     expect(new Set(roots).size).toBe(roots.length);
   });
 });
+
+describe('fp8 statistics of large tensors, step after step', () => {
+  it('on the GPU equal the interpreter every step, a jump and the calm step after it included (their words are cleared when a step starts)', async () => {
+    // Batch 128: the images' E4M3 copy is 25088 words, measured by many workgroups adding
+    // into the statistics' words with atomics.
+    const dir = join(mkdtempSync(join(tmpdir(), 'mpc-fp8-')), 'out');
+    const c = compileModel('models/mlp.onnx', { policy: 'fp8', batch: 128, fp8: { scaling: 'delayed', history: HISTORY }, optimizer: { kind: 'adam' } });
+    writeCompiled(dir, c);
+    expect(c.program.schedules.train.clear?.length, 'statistics cleared by the runtime').toBeGreaterThan(0);
+    const all = c.train.meta.fp8 as Fp8Tensor[];
+    const images = all.find((f) => f.value.startsWith('/0/Flatten_output_0'))!;
+    const p = loadProgramDir(dir);
+    const [cpu, gpu] = [cpuEngine(p), await gpuEngine(p)];
+    const xs = new Float32Array(128 * 784).map((_, i) => x[i % x.length]);
+    const ys = new Int32Array(128).map((_, i) => y[i % y.length]);
+    const steps = [xs, xs.map((v) => v * 1000), xs, xs];
+    for (const [k, batch] of steps.entries()) {
+      cpu.trainStep(batch, ys);
+      gpu.trainStep(batch, ys);
+      const [a, b] = [await cpu.read(all.map((t) => t.stats)), await gpu.read(all.map((t) => t.stats))];
+      for (const t of all) expect([...b.get(t.stats)!.data], `step ${k}: ${t.value}`).toEqual([...a.get(t.stats)!.data]);
+      const s = b.get(images.stats)!.data;
+      if (k === 1) expect(s[1], 'the jump saturates').toBeGreaterThan(0.05);
+      if (k === 2) {
+        expect(s[0], 'the calm step after the jump measures its own amax').toBeCloseTo(1, 5);
+        expect(s[1], '... and counts no saturation of the step before').toBe(0);
+      }
+    }
+  });
+});

@@ -12,6 +12,12 @@ export interface Kernel {
   /** Number of workgroups per dimension. */
   dispatch: [number, number, number];
   bindings: KernelBinding[];
+  /**
+   * Bound buffers the kernel needs zeroed (atomic accumulators): the runtime clears them at
+   * the start of every run of the schedule (a buffer clear, not a dispatch), and no earlier
+   * kernel of the schedule may write them.
+   */
+  clear?: string[];
 }
 
 /** Target capabilities that change the WGSL we emit. */

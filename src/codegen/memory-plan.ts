@@ -85,7 +85,8 @@ function overlap(a: Lifetime[], b: Lifetime[]): boolean {
 /**
  * Plans allocations. `kept` names the buffers the host writes before a run or reads at any
  * time (inputs, the loss, fp8 statistics, values a test inspects); `untilEnd`, the outputs
- * the host reads right after a run of the named schedules. With `share: false` every buffer
+ * the host reads right after a run of the named schedules; `fromStart`, the buffers the runtime
+ * clears when the named schedules start. With `share: false` every buffer
  * gets its own allocation (the unplanned layout, for comparisons).
  */
 export function planMemory(
@@ -93,10 +94,16 @@ export function planMemory(
   kernels: PlanKernel[],
   schedules: Record<string, number[]>,
   kept: Set<number>,
-  opts: { share?: boolean; untilEnd?: Map<number, string[]> } = {},
+  opts: { share?: boolean; untilEnd?: Map<number, string[]>; fromStart?: Map<number, string[]> } = {},
 ): MemoryPlan {
   const lives = lifetimes(kernels, schedules);
   const keep = new Set(kept);
+  // Buffers the runtime clears when the named schedules start: live from their start.
+  for (const [b, names] of opts.fromStart ?? [])
+    for (const name of names) {
+      const l = lives.get(b)?.find((x) => x.schedule === name);
+      if (l) l.first = 0;
+    }
   // Outputs read after a run: to the schedule's end; one a schedule never writes (a view of
   // an input...) keeps an allocation of its own.
   for (const [b, names] of opts.untilEnd ?? []) {

@@ -53,6 +53,8 @@ export interface Schedule {
    * values until the next run of any schedule (read them before running another).
    */
   outputs: Record<string, number>;
+  /** Buffers the runtime zeroes at the start of every run, before the first kernel (Kernel.clear). */
+  clear?: number[];
 }
 
 export interface CodegenResult {
@@ -178,6 +180,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       ...k,
       name: k.name.startsWith(hit.prefix) ? prefix + k.name.slice(hit.prefix.length) : k.name,
       bindings: k.bindings.map((b) => ({ ...b, name: to.get(b.name)! })),
+      ...(k.clear ? { clear: k.clear.map((b) => to.get(b)!) } : {}),
     };
     if (VERIFY_EACH) {
       const made = make();
@@ -186,6 +189,8 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
     }
     return kernel;
   };
+  let clears = new Set<number>(); // the schedule being generated: buffers zeroed at its start
+  let written = new Set<number>(); // ... and the buffers its kernels so far write
   const add = (k: Kernel, map: Record<string, number>, node: string, fused?: string[]): number => {
     let file = fileOf.get(k.wgsl);
     if (!file) {
@@ -198,6 +203,12 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       if (idx === undefined) throw new Error(`kernel ${k.name} binds unknown value '${b.name}'`);
       return { buffer: idx, access: b.access };
     });
+    for (const name of k.clear ?? []) {
+      const b = map[name];
+      if (b === undefined || written.has(b)) throw new Error(`kernel ${k.name} needs '${name}' zeroed at the start, but ${b === undefined ? 'it is unknown' : 'an earlier kernel writes it'}`);
+      clears.add(b);
+    }
+    for (const b of bindings) if (b.access === 'read_write') written.add(b.buffer);
     kernels.push({ name: k.name, file, workgroupSize: k.workgroupSize, dispatch: k.dispatch, bindings, node, ...(fused ? { fused } : {}) });
     return kernels.length - 1;
   };
@@ -205,6 +216,8 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
   for (const [gname, g] of Object.entries(graphs)) {
     const map = bufferOf[gname];
     const list: number[] = [];
+    clears = new Set();
+    written = new Set();
     const type = (v: string) => {
       const val = g.values.get(v);
       if (!val) throw new Error(`unknown value '${v}'`);
@@ -263,7 +276,7 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
       list.push(add(copyKernel(u.next, u.state, g.values.get(u.state)!.dtype, sizeOf(staticShape(g.values.get(u.state)!)), target), map, `update ${u.state}`));
     }
     const io = (names: string[]) => Object.fromEntries(names.map((v) => [v, map[v]]));
-    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs) };
+    schedules[gname] = { kernels: list, inputs: io(g.inputs), outputs: io(g.outputs), ...(clears.size ? { clear: [...clears] } : {}) };
   }
 
   const keep = new Set<number>();
@@ -281,7 +294,10 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
     }
   }
   const lists = Object.fromEntries(Object.entries(schedules).map(([k, s]) => [k, s.kernels]));
-  const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share, untilEnd: until });
+  // A buffer cleared when a schedule starts holds its zeros from then on.
+  const from = new Map<number, string[]>();
+  for (const [gname, s] of Object.entries(schedules)) for (const b of s.clear ?? []) from.set(b, [...(from.get(b) ?? []), gname]);
+  const plan = planMemory(buffers, kernels, lists, keep, { share: opts.share, untilEnd: until, fromStart: from });
   buffers.forEach((b, i) => {
     b.alloc = plan.allocOf[i];
     b.offset = plan.offsetOf[i];
@@ -358,6 +374,7 @@ function rebind(from: Emitted, n: Node, prefix: string, extra: string[]): Kernel
     ...k,
     name: k.name.startsWith(from.prefix) ? prefix + k.name.slice(from.prefix.length) : k.name,
     bindings: k.bindings.map((b) => ({ ...b, name: to.get(b.name)! })),
+    ...(k.clear ? { clear: k.clear.map((b) => to.get(b)!) } : {}),
   }));
 }
 

@@ -246,9 +246,9 @@ const ONE_GROUP_MAX_WORDS = 16384;
  * as the values do for v >= 0), a non-finite flag and the saturated and flushed counts; the
  * invocations combine them with workgroup atomics. A small tensor is one workgroup's work and
  * one dispatch, which also writes the statistics and the inverse scale. A large one is spread
- * over up to FUSED_GROUPS workgroups: a first kernel zeroes the statistics' four words, the
- * workgroups add into them with atomics, a last kernel turns them into the statistics (amax,
- * fractions, scale) and writes the inverse scale. Maxima and counts are exact in any order,
+ * over up to FUSED_GROUPS workgroups: the statistics' four words are cleared when the schedule
+ * starts (Kernel.clear), the workgroups add into them with atomics, a last kernel turns them
+ * into the statistics (amax, fractions, scale) and writes the inverse scale. Maxima and counts are exact in any order,
  * so the statistics equal the unfused kernels' and the interpreter's.
  */
 function statsAndQuantize(p: Node, n: Node, ctx: EmitCtx): Kernel[] {
@@ -321,10 +321,6 @@ if (lid.x == 0u) {
     return [w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [1, 1, 1] })];
   }
 
-  const w0 = ctx.writer('zero');
-  const z = w0.bindAtomic(stats0);
-  const zero = w0.finish({ body: `if (flat > 0u) { return; }\nfor (var k = 0u; k < ${FP8_STATS}u; k++) { atomicStore(&${z}[k], 0u); }`, workgroupSize: [1, 1, 1], dispatch: [1, 1, 1] });
-
   const acc = w.bindAtomic(stats0);
   const body = `${measure}
 if (lid.x == 0u) {
@@ -333,7 +329,8 @@ if (lid.x == 0u) {
   atomicAdd(&${acc}[2], atomicLoad(&red[2]));
   atomicAdd(&${acc}[3], atomicLoad(&red[3]));
 }`;
-  const quantize = w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [groups, 1, 1] });
+  // The statistics' words start at zero: the runtime clears them before the schedule runs.
+  const quantize = { ...w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [groups, 1, 1] }), clear: [stats0] };
 
   const w2 = ctx.writer('stats');
   const st = w2.bindAtomic(stats0);
@@ -355,7 +352,7 @@ ${inv}[0] = 1.0 / s;`,
     workgroupSize: [1, 1, 1],
     dispatch: [1, 1, 1],
   });
-  return [zero, quantize, finish];
+  return [quantize, finish];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -122,15 +122,25 @@ export class GpuProgram {
     const s = this.spec.schedules[schedule];
     if (!s) throw new Error(`program has no schedule '${schedule}'`);
     const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    for (let t = 0; t < times; t++)
-      for (const k of s.kernels) {
-        pass.setPipeline(this.pipelines[k]);
-        pass.setBindGroup(0, this.bindGroups[k]);
-        const d = this.spec.kernels[k].dispatch;
-        pass.dispatchWorkgroups(d[0], d[1], d[2]);
-      }
-    pass.end();
+    // One compute pass per run, each after the clears its kernels expect (Schedule.clear).
+    for (let t = 0; t < times; t++) {
+      this.encodeClears(enc, schedule);
+      const pass = enc.beginComputePass();
+      this.encode(pass, s.kernels);
+      pass.end();
+    }
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  /** Records the zeroing of the buffers a run of `schedule` expects cleared at its start. */
+  encodeClears(enc: GPUCommandEncoder, schedule: string): void {
+    for (const b of this.spec.schedules[schedule]?.clear ?? []) enc.clearBuffer(this.allocation(b), this.spec.buffers[b].offset ?? 0, this.spec.buffers[b].bytes);
+  }
+
+  /** Zeroes now (one submission) what a run of `schedule` expects cleared: for the profiler, which records kernels apart. */
+  clear(schedule: string): void {
+    const enc = this.gpu.device.createCommandEncoder();
+    this.encodeClears(enc, schedule);
     this.gpu.device.queue.submit([enc.finish()]);
   }
 

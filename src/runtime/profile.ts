@@ -281,6 +281,7 @@ export async function profileSchedule(prog: GpuProgram, p: LoadedProgram, opts: 
   const stepDevice: number[] = [];
 
   const runKernelsApart = async (): Promise<number[]> => {
+    prog.clear(schedule);
     if (timer) return (await timer.time(prog, kernels.map((k) => [k]), true)).map((ns) => ns / 1e6);
     const ms: number[] = [];
     for (const k of kernels) {
@@ -305,6 +306,7 @@ export async function profileSchedule(prog: GpuProgram, p: LoadedProgram, opts: 
       prog.run(schedule);
       await prog.sync();
       const wall = performance.now() - t0;
+      if (timer) prog.clear(schedule);
       const dev = timer ? (await timer.time(prog, [kernels], measured))[0] / 1e6 : undefined;
       if (!measured) continue;
       ms.forEach((m, i) => perKernel[i].push(m));

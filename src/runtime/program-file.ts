@@ -6,7 +6,7 @@ import type { LossKind, LossScaleConfig, OptimizerConfig } from '../passes/pass.
 import type { Target } from '../codegen/kernel.js';
 
 export const PROGRAM_FORMAT = 'mpc-program';
-export const PROGRAM_VERSION = 2;
+export const PROGRAM_VERSION = 3;
 
 /** program.json */
 export interface ProgramFile {
