@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileModel, writeCompiled } from '../src/compile/compile.js';
 import { cpuEngine, gpuEngine, loadProgramDir, type Engine } from '../src/runtime/engine.js';
-import { floatInfo } from '../src/ir/dtypes.js';
+import { encode, floatInfo, round, toOnnx, type DType, type FloatDType } from '../src/ir/dtypes.js';
+import { addNode } from '../src/ir/build.js';
+import { emptyGraph } from '../src/ir/graph.js';
+import { generate } from '../src/codegen/program.js';
+import { runGraph } from '../src/interp/interpreter.js';
+import { runOnGpu } from './helpers/gpu.js';
+import { rng, seedOf, tensorOf } from './helpers/single-node.js';
 import type { Fp8Tensor } from '../src/passes/quantize-fp8.js';
 import { decodeArray, loadFixture } from './helpers/fixtures.js';
 
@@ -201,4 +207,46 @@ describe('fp8 statistics of large tensors, step after step', () => {
       }
     }
   });
+});
+
+describe('the statistics-and-quantize kernel (delayed scaling)', () => {
+  // Magnitudes over 1e-7..3e4 at scale 4: flushed, subnormal, normal and saturated in fp8.
+  const spread = (r: () => number) => (r() < 0.5 ? -1 : 1) * 10 ** (-7 + 11.5 * r());
+  const cases: { what: string; dtype: DType; f16: boolean; count: number; fmt: FloatDType; runs: boolean; special?: number }[] = [
+    { what: 'f32, whole words (read as pairs), one workgroup', dtype: 'f32', f16: true, count: 4100, fmt: 'f8e4m3fn', runs: true },
+    { what: 'bf16, whole words, many workgroups', dtype: 'bf16', f16: true, count: 70000, fmt: 'f8e4m3fn', runs: true },
+    { what: 'f16 native, whole words, many workgroups, an inf', dtype: 'f16', f16: true, count: 70000, fmt: 'f8e5m2', runs: true, special: Infinity },
+    { what: 'f16 packed, whole words, a NaN', dtype: 'f16', f16: false, count: 4100, fmt: 'f8e4m3fn', runs: true, special: NaN },
+    { what: 'bf16, a partial last word, one workgroup', dtype: 'bf16', f16: true, count: 4099, fmt: 'f8e5m2', runs: false },
+    { what: 'f32, a partial last word, many workgroups', dtype: 'f32', f16: true, count: 70001, fmt: 'f8e4m3fn', runs: false },
+  ];
+  for (const c of cases)
+    it(`${c.what}: the same fp8 codes and statistics as the interpreter`, async () => {
+      const r = rng(seedOf(c.what));
+      const g = emptyGraph('q');
+      g.values.set('x', { name: 'x', dtype: c.dtype, shape: [c.count], role: 'input' });
+      g.values.set('scale', { name: 'scale', dtype: 'f32', shape: [1], role: 'input' });
+      g.inputs.push('x', 'scale');
+      const to = toOnnx(c.fmt);
+      const [stats] = addNode(g, 'mpc.Fp8Stats', ['x', 'scale'], { name: 'stats', attrs: { to, current: 0, margin: 0 } });
+      const [q, inv] = addNode(g, 'mpc.QuantizeFp8', ['x', stats], { name: 'quantize', attrs: { to } });
+      g.outputs.push(q, stats, inv);
+      const values = Array.from({ length: c.count }, () => round(c.dtype, spread(r)));
+      if (c.special !== undefined) values[c.count >> 1] = c.special;
+      const feeds = { x: tensorOf(c.dtype, [c.count], values), scale: tensorOf('f32', [1], [4]) };
+      const target = { f16: c.f16 };
+      // The kernel reads the whole words where the tensor fills them, element by element otherwise.
+      const code = generate({ main: g }, target, { keep: { main: [q, stats, inv] } });
+      const wgsl = [...code.files.values()].join('\n');
+      expect(wgsl.includes('let run = '), 'reads in runs').toBe(c.runs);
+      const want = runGraph(g, feeds);
+      const got = await runOnGpu(g, feeds, target);
+      const codes = (t: { data: ArrayLike<number> }) => Array.from(t.data, (v) => encode(c.fmt, v));
+      expect(codes(got.get(q)!)).toEqual(codes(want.get(q)!));
+      expect([...got.get(stats)!.data]).toEqual([...want.get(stats)!.data]);
+      expect([...got.get(inv)!.data]).toEqual([...want.get(inv)!.data]);
+      if (c.special !== undefined) expect(got.get(stats)!.data[0]).toBeNaN();
+      else expect(got.get(stats)!.data[1], 'some values saturate').toBeGreaterThan(0);
+      expect(got.get(stats)!.data[2], 'some values flush to zero').toBeGreaterThan(0);
+    });
 });

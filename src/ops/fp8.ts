@@ -262,7 +262,10 @@ function statsAndQuantize(p: Node, n: Node, ctx: EmitCtx): Kernel[] {
   const fraction = (c: string) => `f32(${c}) / ${f32Lit(Math.max(count, 1))}`;
 
   const w = ctx.writer('q');
-  const x = w.bind(x0, xt.dtype, 'read');
+  // A tensor that fills its output words is read a run of `per` values at a time (two words of
+  // bf16, one of packed f16, two f32 pairs): one load per word instead of one per element.
+  const runs = count % 4 === 0;
+  const x = w.bind(x0, xt.dtype, 'read', { words: runs });
   const sc = w.bind(scale0, 'f32', 'read');
   const q = w.bind(n.outputs[0], fmt, 'read_write');
   const toBits = w.use(`to_bits_${fmt}`);
@@ -283,18 +286,16 @@ var ns = 0u;
 var nf = 0u;
 for (var word = flat; word < ${words}u; word += ${groups * size}u) {
   let base = word * ${per}u;
-${lanes
-  .map(
-    (k) => `  var b${k} = 0u;
-  if (base + ${k}u < ${count}u) {
-    let v = ${w.load(x, `base + ${k}u`)};
+${runs ? `  let run = ${w.loadVec(x, 'base', per as 2 | 4)};\n` : ''}${lanes
+  .map((k) => {
+    const element = `let v = ${runs ? `run[${k}]` : w.load(x, `base + ${k}u`)};
     if ((bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u) { bad = 1u; } else { m = max(m, bitcast<u32>(abs(v))); }
     let q = v * s;
     b${k} = ${toBits}(q);
     if (abs(q) > ${f32Lit(fi.maxFinite)}) { ns += 1u; }
-    else if (v != 0.0 && (b${k} & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }
-  }`,
-  )
+    else if (v != 0.0 && (b${k} & ${(1 << (fi.bits - 1)) - 1}u) == 0u) { nf += 1u; }`;
+    return runs ? `  var b${k} = 0u;\n  {\n    ${element}\n  }` : `  var b${k} = 0u;\n  if (base + ${k}u < ${count}u) {\n    ${element}\n  }`;
+  })
   .join('\n')}
   ${q}[word] = ${lanes.map((k) => (k === 0 ? 'b0' : `(b${k} << ${k * fi.bits}u)`)).join(' | ')};
 }
