@@ -8,7 +8,9 @@ import { compileModel, writeCompiled } from '../src/compile/compile.js';
 import { cpuEngine, gpuEngine, loadProgramDir, type Engine } from '../src/runtime/engine.js';
 import { encode, floatInfo, round, toOnnx, type DType, type FloatDType } from '../src/ir/dtypes.js';
 import { addNode } from '../src/ir/build.js';
-import { emptyGraph } from '../src/ir/graph.js';
+import { emptyGraph, type Graph } from '../src/ir/graph.js';
+import type { Tensor } from '../src/ir/tensor.js';
+import { runOnce } from '../src/runtime/run-once.js';
 import { generate } from '../src/codegen/program.js';
 import { runGraph } from '../src/interp/interpreter.js';
 import { runOnGpu } from './helpers/gpu.js';
@@ -249,4 +251,80 @@ describe('the statistics-and-quantize kernel (delayed scaling)', () => {
       else expect(got.get(stats)!.data[1], 'some values saturate').toBeGreaterThan(0);
       expect(got.get(stats)!.data[2], 'some values flush to zero').toBeGreaterThan(0);
     });
+});
+
+describe('the quantizer in the store of the kernel producing its input', () => {
+  // x is made by a kernel and read by nothing but its statistics and quantizer: that kernel
+  // stores the fp8 copy (and adds up the statistics) instead of x, which never reaches memory
+  // (but after a GEMM).
+  const spread = (r: () => number) => (r() < 0.5 ? -1 : 1) * 10 ** (-7 + 11.5 * r());
+  type Make = (g: Graph, r: () => number, feeds: Record<string, Tensor>) => string;
+  const input = (g: Graph, feeds: Record<string, Tensor>, name: string, dtype: DType, shape: number[], values: number[]) => {
+    g.values.set(name, { name, dtype, shape, role: 'input' });
+    g.inputs.push(name);
+    feeds[name] = tensorOf(dtype, shape, values.map((v) => round(dtype, v)));
+    return name;
+  };
+  const producers: { what: string; make: Make }[] = [
+    { what: 'a cast (one elementwise node)', make: (g, r, f) => addNode(g, 'Cast', [input(g, f, 'a', 'f32', [2, 1030], Array.from({ length: 2060 }, () => spread(r)))], { name: 'cast', attrs: { to: toOnnx('bf16') } })[0] },
+    { what: 'a cast of a tensor holding an inf', make: (g, r, f) => addNode(g, 'Cast', [input(g, f, 'a', 'f32', [999], Array.from({ length: 999 }, (_, i) => (i === 500 ? -Infinity : spread(r))))], { name: 'cast', attrs: { to: toOnnx('bf16') } })[0] },
+    {
+      what: 'an elementwise chain',
+      make: (g, r, f) => {
+        const [m] = addNode(g, 'Mul', [input(g, f, 'a', 'f32', [4, 777], Array.from({ length: 3108 }, () => spread(r))), input(g, f, 'b', 'f32', [777], Array.from({ length: 777 }, () => 1 + r()))], { name: 'mul' });
+        return addNode(g, 'Cast', [m], { name: 'cast', attrs: { to: toOnnx('f16') } })[0];
+      },
+    },
+    {
+      what: 'a GEMM',
+      make: (g, r, f) => {
+        // Rows of falling magnitude: the products reach from saturation down to flushed values.
+        const a = input(g, f, 'a', 'bf16', [33, 40], Array.from({ length: 1320 }, (_, i) => (r() - 0.5) * 10 ** (3 - Math.floor(i / 40) / 3)));
+        const b = input(g, f, 'b', 'bf16', [40, 64], Array.from({ length: 2560 }, () => (r() - 0.5) * 4));
+        return addNode(g, 'MatMul', [a, b], { name: 'matmul' })[0];
+      },
+    },
+    { what: 'a Softmax (a row kernel)', make: (g, r, f) => addNode(g, 'Softmax', [input(g, f, 'a', 'f32', [12, 48], Array.from({ length: 576 }, () => (r() - 0.5) * 60))], { name: 'softmax', attrs: { axis: -1 } })[0] },
+  ];
+  for (const { what, make } of producers)
+    for (const [recipe, fmt] of [['with its statistics (delayed scaling)', 'f8e4m3fn'], ['recomputed from given statistics', 'f8e5m2']] as const)
+      it(`${what}, ${recipe}: the same fp8 codes, statistics and inverse scale as its own quantize kernel and the interpreter`, async () => {
+        const r = rng(seedOf(what + recipe));
+        const g = emptyGraph('q');
+        const feeds: Record<string, Tensor> = {};
+        const x = make(g, r, feeds);
+        const to = toOnnx(fmt);
+        let stats: string;
+        if (recipe.startsWith('with')) {
+          const scale = input(g, feeds, 'scale', 'f32', [1], [fmt === 'f8e4m3fn' ? 64 : 3]);
+          stats = addNode(g, 'mpc.Fp8Stats', [x, scale], { name: 'stats', attrs: { to, current: 0, margin: 0 } })[0];
+        } else stats = input(g, feeds, 'given', 'f32', [4], [1, 0, 0, 1e4]);
+        const [q, inv] = addNode(g, 'mpc.QuantizeFp8', [x, stats], { name: 'quantize', attrs: { to } });
+        g.outputs.push(q, inv, ...(recipe.startsWith('with') ? [stats] : []));
+        const target = { f16: true };
+        const code = generate({ main: g }, target, { keep: { main: g.outputs } });
+        const producer = g.nodes[g.nodes.findIndex((n) => n.outputs[0] === x)];
+        const own = code.kernels.filter((k) => k.fused?.includes('quantize'));
+        // After a GEMM the quantizer keeps a kernel of its own (its fp8-output tile is slower).
+        const tail = !/GEMM/.test(what);
+        expect(own.some((k) => k.fused!.includes(producer.name)), 'the producer\'s kernel computes the quantizer').toBe(tail);
+        expect(code.buffers[code.bufferOf.main[x]].alloc === -1, 'x never reaches memory').toBe(tail);
+        const got = await runOnce(g, feeds, g.outputs, 'webgpu', target);
+        // Oracles: the unfused program (its own quantize kernel) on the same device, and the
+        // interpreter where the producer is exact (Softmax's exp is not, in the last f32 bit).
+        const oracles = [await runOnce(g, feeds, g.outputs, 'webgpu', target, { fuse: false }), ...(/Softmax/.test(what) ? [] : [runGraph(g, feeds)])];
+        const codes = (t: { data: ArrayLike<number> }) => Array.from(t.data, (v) => encode(fmt, v));
+        for (const want of oracles) {
+          expect(codes(got.get(q)!)).toEqual(codes(want.get(q)!));
+          expect([...got.get(inv)!.data]).toEqual([...want.get(inv)!.data]);
+          if (recipe.startsWith('with')) expect([...got.get(stats)!.data]).toEqual([...want.get(stats)!.data]);
+        }
+        if (recipe.startsWith('with')) {
+          // The data reaches both ends of the format (Softmax's flush only).
+          const s = got.get(stats)!.data;
+          if (/inf/.test(what)) expect(s[0], 'amax of a tensor holding an inf').toBeNaN();
+          expect(s[2], 'some values flush to zero').toBeGreaterThan(0);
+          if (!/Softmax/.test(what)) expect(s[1], 'some values saturate').toBeGreaterThan(0);
+        }
+      });
 });

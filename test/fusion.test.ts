@@ -36,6 +36,8 @@ describe('fusion', () => {
         expect(fused.losses).toEqual(plain.losses);
         expect(fused.losses.every(Number.isFinite)).toBe(true);
         expect(fused.params).toEqual(plain.params);
+        expect(fused.fp8).toEqual(plain.fp8);
+        expect(Object.keys(fused.fp8).length > 0).toBe(policy === 'fp8');
         expect(fused.logits).toEqual(plain.logits);
       });
 

@@ -13,7 +13,7 @@ import { byteSize, isFloat, round } from '../ir/dtypes.js';
 import { staticShape, type Graph, type Node } from '../ir/graph.js';
 import { sizeOf } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
-import type { EmitCtx, Epilogue, Prologue, ValueType } from '../ops/types.js';
+import type { EmitCtx, Epilogue, Prologue, StoreTail, ValueType } from '../ops/types.js';
 import { broadcastIndex } from './index-math.js';
 import type { Kernel, Target } from './kernel.js';
 import { f32Lit, KernelWriter, mapKernel } from './storage.js';
@@ -40,6 +40,17 @@ export interface FusionPlan {
   producerOf: Map<Node, Node>;
   /** The last node of an attention pattern -> its three chains, computed by one kernel. */
   attention: Map<Node, Attention>;
+  /**
+   * The last node of a kernel (a chain, or a node of its own) -> the row computed in its store
+   * (OpRow.storeTail: the fp8 quantizer of its result) and the producer that row absorbed.
+   */
+  tails: Map<Node, Tail>;
+}
+
+/** A row computed in the store of the kernel producing its input, with the producer it absorbed. */
+export interface Tail {
+  node: Node;
+  absorbed?: Node;
 }
 
 /**
@@ -288,7 +299,39 @@ export function planFusion(g: Graph, pinned: Set<string>, target = g.meta.target
     producerOf.set(n, p);
     absorbed.add(p);
   }
-  return { groups, absorbed, prologues, producerOf, attention };
+  // Store tails (the fp8 quantizer and the statistics it absorbed): a row whose input is read
+  // by nothing else is computed in the store of the kernel producing that input (through
+  // views): an elementwise chain, or a node that fusion could head or chain, built on the map
+  // and row kernels. That kernel stores the row's output instead of the input, which never
+  // reaches memory.
+  const tails = new Map<Node, Tail>();
+  for (const n of g.nodes) {
+    const spec = opRow(n.op).storeTail;
+    if (!spec || absorbed.has(n) || groups.has(n) || prologues.has(n)) continue;
+    const inner = producerOf.get(n);
+    const x = n.inputs[spec.input];
+    if (!x || pinned.has(x) || !spec.accepts(n, inner)) continue;
+    const readers = readersOf.get(x) ?? [];
+    if (readers.length !== (inner ? 2 : 1) || readers.some(([r]) => r !== n && r !== inner)) continue;
+    let v = x;
+    let p = producer.get(v);
+    while (p && opRow(p.op).alias?.view) {
+      v = p.inputs[0];
+      p = pinned.has(v) || uses.get(v) !== 1 ? undefined : producer.get(v);
+    }
+    if (!p || tails.has(p) || attention.has(p) || p.phase !== n.phase || inPlaceBefore[index.get(p)!] !== inPlaceBefore[index.get(n)!]) continue;
+    const unit = groups.get(p) ?? (!absorbed.has(p) && (fusable(p) || headCapable(p)) ? [p] : undefined);
+    // Not after a GEMM: its fp8-output tile ran slower on lavapipe than its own store plus a
+    // quantize kernel (and its end is not uniform control flow for the statistics' barrier).
+    if (!unit || unit.some((m) => opRow(m.op).gemm) || sizeOf(type(v).shape) !== sizeOf(type(x).shape)) continue;
+    // The tail binds its output and two more (the scale and the statistics, or the
+    // statistics and the inverse scale).
+    if (externals(g, unit) + 3 > MAX_BINDINGS) continue;
+    tails.set(p, { node: n, ...(inner ? { absorbed: inner } : {}) });
+    absorbed.add(n);
+    producerOf.delete(n);
+  }
+  return { groups, absorbed, prologues, producerOf, attention, tails };
 }
 
 /** The three products' options and the row op, as `attentionKernel` renders them into `w`. */
@@ -414,19 +457,25 @@ function literalOf(g: Graph, v: string): string | undefined {
 }
 
 /**
- * The kernel of one chain: every value of it per output element, the last one stored. A chain
- * headed by a kernel with an epilogue (a GEMM) is that kernel, storing the chain's value.
+ * The kernels of one chain: every value of it per output element, the last one stored. A
+ * chain headed by a kernel with an epilogue (a GEMM) is that kernel, storing the chain's
+ * value. With a store tail (a chain, or one node) the kernel stores the tail's output instead
+ * (and names the buffers the tail needs cleared), and the tail's own kernels follow.
  */
-export function fusedKernel(g: Graph, chain: Node[], name: string, target: Target, prologue?: Record<number, Prologue>): Kernel {
+export function fusedKernels(g: Graph, chain: Node[], name: string, target: Target, prologue?: Record<number, Prologue>, tail?: Tail): Kernel[] {
   const type = (v: string): ValueType => {
     const val = g.values.get(v)!;
     return { dtype: val.dtype, shape: staticShape(val) };
   };
+  const tailCtx: EmitCtx = { target, type, writer: (suffix) => new KernelWriter(`${name}${suffix ? `.${suffix}` : ''}`, target) };
+  const st = tail && opRow(tail.node.op).storeTail!.tail(tail.node, tail.absorbed, tailCtx);
+  const withTail = (k: Kernel): Kernel[] => (st ? [{ ...k, ...(st.clear ? { clear: [...(k.clear ?? []), ...st.clear] } : {}) }, ...st.after] : [k]);
   const last = chain[chain.length - 1];
   const head = chain.find((n) => opRow(n.op).epilogue);
-  if (head) return epilogueKernel(g, head, chain.filter((n) => n !== head), name, target, type, prologue);
+  if (head) return withTail(epilogueKernel(g, head, chain.filter((n) => n !== head), name, target, type, prologue, st));
   const out = type(last.outputs[0]);
   const w = new KernelWriter(name, target);
+  if (st) w.epilogue = { replaces: last.outputs[0], out: st.out, apply: st.apply };
   const local = new Map<string, string>(); // a chain value (or a view of one), or an input at a shape -> its register
   const views = viewsOf(g);
   // A chain value seen through views: every element at the same flat index.
@@ -464,7 +513,7 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
       local.set(n.outputs[0], id);
     }
   });
-  return mapKernel(w, { out: last.outputs[0], outDtype: out.dtype, count: sizeOf(out.shape), compute: lines.join('\n') });
+  return withTail(mapKernel(w, { out: last.outputs[0], outDtype: out.dtype, count: sizeOf(out.shape), compute: lines.join('\n') }));
 }
 
 /**
@@ -475,8 +524,13 @@ export function fusedKernel(g: Graph, chain: Node[], name: string, target: Targe
  * backward pass reads its scaled output gradient twice) becomes a helper function of the
  * kernel, each value a `let` computed once per element.
  */
-function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType, prologue?: Record<number, Prologue>): Kernel {
-  const epilogue = chainEpilogue(g, head, rest, type, 'epilogue');
+function epilogueKernel(g: Graph, head: Node, rest: Node[], name: string, target: Target, type: (v: string) => ValueType, prologue?: Record<number, Prologue>, tail?: StoreTail): Kernel {
+  const chain = rest.length ? chainEpilogue(g, head, rest, type, 'epilogue') : undefined;
+  // A store tail takes the chain's value (or the head's), rounded to its dtype as stored unfused.
+  const lastType = type((rest.length ? rest[rest.length - 1] : head).outputs[0]);
+  const epilogue: Epilogue = tail
+    ? { out: tail.out, apply: (w, v, idx) => tail.apply(w, chain ? w.round(lastType.dtype, chain.apply(w, v, idx)) : v, idx) }
+    : chain!;
   let count = 0;
   // GEMM rows read the epilogue from the context; rows built on mapKernel from their writer.
   const ctx: EmitCtx = {

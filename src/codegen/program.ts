@@ -14,7 +14,7 @@ import type { EmitCtx } from '../ops/types.js';
 import { dispatch1d, type Kernel, type Target } from './kernel.js';
 import { bufferBytes, KernelWriter, layoutOf, MAP_WORKGROUP, type Layout } from './storage.js';
 import { peakLive, planMemory } from './memory-plan.js';
-import { attentionKernel, attrsText, fusedKernel, fusionKey, planFusion, prologueCtx } from './fuse.js';
+import { attentionKernel, attrsText, fusedKernels, fusionKey, planFusion, prologueCtx } from './fuse.js';
 import { VERIFY_EACH } from '../ir/verify.js';
 
 export interface ProgramBuffer {
@@ -164,30 +164,28 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
   const fileOf = new Map<string, string>(); // wgsl -> file
   const schedules: Record<string, Schedule> = {};
   // Fused kernels likewise, by fusionKey: a group's kernel is made once and renamed.
-  const groups = new Map<string, { kernel: Kernel; values: string[]; prefix: string }>();
-  const groupKernel = (g: Graph, units: Node[][], folded: Map<Node, Map<number, Node>> | undefined, prefix: string, make: () => Kernel): Kernel => {
+  const groups = new Map<string, { kernels: Kernel[]; values: string[]; prefix: string }>();
+  const groupKernels = (g: Graph, units: Node[][], folded: Map<Node, Map<number, Node>> | undefined, prefix: string, make: () => Kernel[]): Kernel[] => {
     const { key, values } = fusionKey(g, units, folded);
     const hit = groups.get(key);
     if (!hit) {
-      const kernel = make();
+      const made = make();
       const own = new Set(values);
-      if (kernel.bindings.every((b) => own.has(b.name))) groups.set(key, { kernel, values, prefix });
-      return kernel;
+      if (made.every((k) => k.bindings.every((b) => own.has(b.name)))) groups.set(key, { kernels: made, values, prefix });
+      return made;
     }
     const to = new Map(hit.values.map((v, i) => [v, values[i]]));
-    const k = hit.kernel;
-    const kernel = {
+    const kernels = hit.kernels.map((k) => ({
       ...k,
       name: k.name.startsWith(hit.prefix) ? prefix + k.name.slice(hit.prefix.length) : k.name,
       bindings: k.bindings.map((b) => ({ ...b, name: to.get(b.name)! })),
       ...(k.clear ? { clear: k.clear.map((b) => to.get(b)!) } : {}),
-    };
+    }));
     if (VERIFY_EACH) {
       const made = make();
-      const same = (a: Kernel, b: Kernel) => JSON.stringify(a) === JSON.stringify(b);
-      if (!same(made, kernel)) throw new Error(`fused kernel ${prefix} differs from the one reused for its key ${key}`);
+      if (JSON.stringify(made) !== JSON.stringify(kernels)) throw new Error(`fused kernel ${prefix} differs from the one reused for its key ${key}`);
     }
-    return kernel;
+    return kernels;
   };
   let clears = new Set<number>(); // the schedule being generated: buffers zeroed at its start
   let written = new Set<number>(); // ... and the buffers its kernels so far write
@@ -237,14 +235,19 @@ export function generate(graphs: Record<string, Graph>, target: Target, opts: Ge
         const units = [att.scores, att.row, att.out];
         const names = units.flat().flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
         const prefix = `${gname}.${n.name}.attention`;
-        list.push(add(groupKernel(g, units, folded, prefix, () => attentionKernel(g, att, prefix, target, folded!)), map, n.name, names));
+        for (const k of groupKernels(g, units, folded, prefix, () => [attentionKernel(g, att, prefix, target, folded!)])) list.push(add(k, map, n.name, names));
         continue;
       }
-      if (chain) {
-        const head = chain.find((m) => folded?.has(m));
-        const names = chain.flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name));
+      // A chain, or a node whose result is stored through a tail (the fp8 quantizer).
+      const tail = fusion?.tails.get(n);
+      if (chain || tail) {
+        const unit = chain ?? [n];
+        const head = unit.find((m) => folded?.has(m));
+        const tailNodes = tail ? (tail.absorbed ? [tail.absorbed, tail.node] : [tail.node]) : [];
+        const names = unit.flatMap((m) => [...(folded?.get(m)?.values() ?? [])].map((p) => p.name).concat(m.name)).concat(tailNodes.map((m) => m.name));
         const prefix = `${gname}.${n.name}.fused`;
-        list.push(add(groupKernel(g, [chain], folded, prefix, () => fusedKernel(g, chain, prefix, target, head && prologueCtx(g, folded!.get(head)))), map, n.name, names));
+        const units = tail ? [unit, tailNodes] : [unit];
+        for (const k of groupKernels(g, units, folded, prefix, () => fusedKernels(g, unit, prefix, target, head && prologueCtx(g, folded!.get(head)), tail))) list.push(add(k, map, n.name, names));
         continue;
       }
       if (!row.wgsl) throw new Error(`no WGSL emitter for ${n.op} (node '${n.name}')`);

@@ -76,6 +76,8 @@ export class KernelWriter {
   private readonly bound: Bound[] = [];
   private readonly helpers = new Set<string>();
   private readonly extra: string[] = [];
+  private readonly ending: string[] = [];
+  private endTaken = false;
 
   constructor(
     readonly name: string,
@@ -127,6 +129,26 @@ export class KernelWriter {
   /** Adds free WGSL text (a helper function of this kernel) before the entry point. */
   define(code: string): void {
     if (!this.extra.includes(code)) this.extra.push(code);
+  }
+
+  /**
+   * Statements the kernel must run at the end of its entry point, in uniform control flow
+   * (every invocation of the workgroup reaches them; they may use barriers): a store tail
+   * combining what each invocation accumulated. Only kernels built on mapKernel and rowKernel
+   * place them (`ending`); finish() refuses a kernel that left them out.
+   */
+  atEnd(code: string): void {
+    if (!this.ending.includes(code)) this.ending.push(code);
+  }
+
+  hasEnding(): boolean {
+    return this.ending.length > 0;
+  }
+
+  /** The statements registered by atEnd, for the kernel builder to place. */
+  takeEnding(): string {
+    this.endTaken = true;
+    return this.ending.join('\n');
   }
 
   /** Expression reading logical element `idx` (u32 expression): f32 for floats, i32 for ints. */
@@ -210,6 +232,7 @@ export class KernelWriter {
     /** Name under which the body sees its subgroup lane (enables the `subgroups` extension). */
     subgroupLane?: string;
   }): Kernel {
+    if (this.ending.length && !this.endTaken) throw new Error(`${this.name}: this kernel does not place the statements its store needs at its end`);
     const usesF16 = this.bound.some((b) => b.layout.elem === 'f16');
     const lane = opts.subgroupLane ? `, @builtin(subgroup_invocation_id) ${opts.subgroupLane}: u32` : '';
     // Every binding is declared read_write, the ones the kernel only reads too (their access
@@ -253,6 +276,21 @@ export class KernelWriter {
 
 export const MAP_WORKGROUP = 64;
 
+/** Map kernels with statements at their end: words per invocation, and at most this many workgroups. */
+const ENDING_WORDS_PER_INVOCATION = 16;
+const MAX_ENDING_GROUPS = 1024;
+
+/**
+ * A body whose invocations past the end (`past`) do nothing: they return at once, or, where
+ * the store registered statements for the kernel's end (KernelWriter.atEnd), skip the work and
+ * reach those statements with the others.
+ */
+function uniformEnd(w: KernelWriter, past: string | undefined, lines: string[]): string {
+  const end = w.takeEnding();
+  if (!end) return [...(past ? [`if (${past}) { return; }`] : []), ...lines].join('\n');
+  return [...(past ? [`if (!(${past})) {`, ...lines.map((l) => `  ${l}`), `}`] : lines), end].join('\n');
+}
+
 /**
  * The most common kernel shape: every output element is a function of its index.
  * `compute` is the body of `fn compute(i: u32) -> f32` (or -> i32 for integer outputs)
@@ -271,20 +309,24 @@ export function mapKernel(
   // The value stored for element `idx`: the computed one, or the fused consumers' from it.
   const value = (idx: string) => (epi ? epi.apply(w, w.round(opts.outDtype, `compute(${idx})`), idx) : `compute(${idx})`);
   const words = Math.ceil(opts.count / layout.perWord);
-  let body: string;
-  if (layout.perWord === 1) {
-    body = `if (flat >= ${words}u) { return; }\n${w.store(out, 'flat', value('flat'))}`;
-  } else {
+  const storeLines = (at: string): string[] => {
+    if (layout.perWord === 1) return [w.store(out, at, value(at))];
     const vals: string[] = [];
-    const lines = [`if (flat >= ${words}u) { return; }`, `let base = flat * ${layout.perWord}u;`];
+    const lines = [`let base = ${at} * ${layout.perWord}u;`];
     for (let k = 0; k < layout.perWord; k++) {
       lines.push(`var v${k} = 0.0;`, `if (base + ${k}u < ${opts.count}u) { v${k} = ${value(`base + ${k}u`)}; }`);
       vals.push(`v${k}`);
     }
-    lines.push(w.storeWord(out, 'flat', vals));
-    body = lines.join('\n');
-  }
-  return w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)) });
+    lines.push(w.storeWord(out, at, vals));
+    return lines;
+  };
+  const lines = storeLines('flat');
+  if (!w.hasEnding()) return w.finish({ body: uniformEnd(w, `flat >= ${words}u`, lines), workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(words / MAP_WORKGROUP)) });
+  // Statements at the end (a store tail's combining, with a barrier) cost per invocation:
+  // each invocation stores several words, in a loop over the grid.
+  const groups = Math.min(MAX_ENDING_GROUPS, Math.ceil(words / (MAP_WORKGROUP * ENDING_WORDS_PER_INVOCATION)));
+  const loop = [`for (var word = flat; word < ${words}u; word += ${groups * MAP_WORKGROUP}u) {`, ...storeLines('word').map((l) => `  ${l}`), `}`];
+  return w.finish({ body: uniformEnd(w, undefined, loop), workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: [groups, 1, 1] });
 }
 
 /**
@@ -345,14 +387,13 @@ export function rowKernel(
     pw === 1
       ? w.store(out, `base + c * ${inner}u`, value('c', `base + c * ${inner}u`))
       : w.storeWord(out, `(base + c) / ${pw}u`, Array.from({ length: pw }, (_, k) => value(`(c + ${k}u)`, `base + c + ${k}u`)));
-  const body = [
-    `let row = flat;`,
-    `if (row >= ${rows}u) { return; }`,
+  const lines = [
     `let base = (row / ${inner}u) * ${len * inner}u + row % ${inner}u;`,
     opts.prologue,
     `for (var c = 0u; c < ${len}u; c += ${pw}u) {`,
     `  ${store}`,
     `}`,
-  ].join('\n');
+  ];
+  const body = `let row = flat;\n${uniformEnd(w, `row >= ${rows}u`, lines)}`;
   return w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(rows / MAP_WORKGROUP)) });
 }

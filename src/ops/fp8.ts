@@ -13,10 +13,11 @@ import type { Node } from '../ir/graph.js';
 import { sizeOf, type Tensor } from '../ir/tensor.js';
 import { f32Lit, mapKernel, type KernelWriter } from '../codegen/storage.js';
 import type { Kernel } from '../codegen/kernel.js';
-import { attrInt, attrString, type EmitCtx, type OpRow, type ValueType } from './types.js';
+import { attrInt, attrString, type EmitCtx, type OpRow, type StoreTail, type ValueType } from './types.js';
 
 export const FP8_STATS = 4;
 const WG = 256;
+const NAN_FROM_RUNTIME = 'var nan_bits = 0x7fc00000u; // a NaN from a runtime value (a NaN const-expression is a WGSL compile error)';
 
 function format(n: Node): FloatDType {
   const d = fromOnnx(attrInt(n, 'to'));
@@ -51,6 +52,11 @@ function statsRef(x: ArrayLike<number>, fmt: FloatDType, s: number): [number, nu
     else if (x[i] !== 0 && (encode(fmt, v) & zeroMask) === 0) flush++;
   }
   return [sat / Math.max(x.length, 1), flush / Math.max(x.length, 1)];
+}
+
+/** Statistics a quantizer can measure as it quantizes: delayed scaling (the scale is known first), the same tensor and format. */
+function acceptsStats(p: Node, n: Node): boolean {
+  return p.op === 'mpc.Fp8Stats' && attrInt(p, 'current', 0) === 0 && p.inputs[0] === n.inputs[0] && attrInt(p, 'to') === attrInt(n, 'to');
 }
 
 export const fp8Ops: OpRow[] = [
@@ -147,8 +153,15 @@ if (t == 0u) {
     // measured by the kernel that quantizes it, in the same pass.
     absorbsProducer: {
       input: 1,
-      accepts: (p, n) => p.op === 'mpc.Fp8Stats' && attrInt(p, 'current', 0) === 0 && p.inputs[0] === n.inputs[0] && attrInt(p, 'to') === attrInt(n, 'to'),
+      accepts: (p, n) => acceptsStats(p, n),
       wgsl: (p, n, ctx) => statsAndQuantize(p, n, ctx),
+    },
+    // Computed in the store of the kernel that produces x, where x has no other reader: that
+    // kernel writes the fp8 copy instead of x, with the statistics it absorbed (delayed scaling).
+    storeTail: {
+      input: 0,
+      accepts: (n, p) => p === undefined || acceptsStats(p, n),
+      tail: (n, p, ctx) => quantizeTail(n, p, ctx),
     },
     infer: (n, [x]) => [
       { dtype: format(n), shape: [...x.shape] },
@@ -258,7 +271,7 @@ function statsAndQuantize(p: Node, n: Node, ctx: EmitCtx): Kernel[] {
   const count = sizeOf(xt.shape);
   const [x0, scale0] = p.inputs;
   const stats0 = p.outputs[0];
-  const nan = 'var nan_bits = 0x7fc00000u; // a NaN from a runtime value (a NaN const-expression is a WGSL compile error)';
+  const nan = NAN_FROM_RUNTIME;
   const fraction = (c: string) => `f32(${c}) / ${f32Lit(Math.max(count, 1))}`;
 
   const w = ctx.writer('q');
@@ -333,18 +346,29 @@ if (lid.x == 0u) {
   // The statistics' words start at zero: the runtime clears them before the schedule runs.
   const quantize = { ...w.finish({ body, workgroupSize: [WG, 1, 1], dispatch: [groups, 1, 1] }), clear: [stats0] };
 
-  const w2 = ctx.writer('stats');
-  const st = w2.bindAtomic(stats0);
-  const sc2 = w2.bind(scale0, 'f32', 'read');
-  const inv = w2.bind(n.outputs[1], 'f32', 'read_write');
-  const finish = w2.finish({
+  return [quantize, finishStats(ctx, stats0, scale0, n.outputs[1], count)];
+}
+
+/**
+ * The one-invocation kernel after a kernel that added a tensor's statistics into the four
+ * atomic words of `stats` (the bits of the largest finite |x|, a non-finite flag, the
+ * saturated and flushed counts): turns them into the statistics (amax, NaN if any value was
+ * not finite; fractions; the scale used) and writes the inverse scale.
+ */
+function finishStats(ctx: EmitCtx, stats: string, scale: string, inverse: string, count: number): Kernel {
+  const w = ctx.writer('stats');
+  const st = w.bindAtomic(stats);
+  const sc = w.bind(scale, 'f32', 'read');
+  const inv = w.bind(inverse, 'f32', 'read_write');
+  const fraction = (c: string) => `f32(${c}) / ${f32Lit(Math.max(count, 1))}`;
+  return w.finish({
     body: `if (flat > 0u) { return; }
 var amax = bitcast<f32>(atomicLoad(&${st}[0]));
-${nan}
+${NAN_FROM_RUNTIME}
 if (atomicLoad(&${st}[1]) != 0u) { amax = bitcast<f32>(nan_bits); }
 let ns = atomicLoad(&${st}[2]);
 let nf = atomicLoad(&${st}[3]);
-let s = ${sc2}[0];
+let s = ${sc}[0];
 atomicStore(&${st}[0], bitcast<u32>(amax));
 atomicStore(&${st}[1], bitcast<u32>(${fraction('ns')}));
 atomicStore(&${st}[2], bitcast<u32>(${fraction('nf')}));
@@ -353,7 +377,82 @@ ${inv}[0] = 1.0 / s;`,
     workgroupSize: [1, 1, 1],
     dispatch: [1, 1, 1],
   });
-  return [quantize, finish];
+}
+
+/**
+ * QuantizeFp8 in the store of the kernel that produces its input x (OpRow.storeTail): that
+ * kernel stores fp8(x * s) where it would have stored x. With the statistics it absorbed
+ * (delayed scaling: s is the state's scale) each invocation also measures the elements it
+ * stores in registers; at the kernel's end (KernelWriter.atEnd) the workgroup combines them
+ * with workgroup atomics and one invocation adds them into the statistics' four atomic words,
+ * as the many-workgroup quantizer does, for a one-invocation kernel to finish. Without (a
+ * recomputation for the backward pass) s comes from the statistics given, and element 0
+ * writes the inverse scale.
+ */
+function quantizeTail(n: Node, p: Node | undefined, ctx: EmitCtx): StoreTail {
+  const fmt = format(n);
+  const fi = floatInfo(fmt);
+  const out = { buffer: n.outputs[0], dtype: fmt };
+  if (!p) {
+    return {
+      out,
+      apply: (w, v, idx) => {
+        const st = w.bind(n.inputs[1], 'f32', 'read');
+        const inv = w.bind(n.outputs[1], 'f32', 'read_write');
+        w.define(`fn quantize_tail(v: f32, i: u32) -> f32 {\n  if (i == 0u) { ${inv}[0] = 1.0 / ${st}[3]; }\n  return v * ${st}[3];\n}\n`);
+        return `quantize_tail(${v}, ${idx})`;
+      },
+      after: [],
+    };
+  }
+  const [, scale] = p.inputs;
+  const stats = p.outputs[0];
+  const count = sizeOf(ctx.type(n.inputs[0]).shape);
+  const bound = new WeakSet<KernelWriter>();
+  return {
+    out,
+    apply: (w, v) => {
+      if (!bound.has(w)) {
+        bound.add(w);
+        const acc = w.bindAtomic(stats);
+        const sc = w.bind(scale, 'f32', 'read');
+        // A value rounds to a zero code exactly when |q| is at most half the smallest
+        // subnormal (the tie goes to the even code, zero): what the quantizer's
+        // code & magnitude-mask == 0 tests.
+        w.define(`var<private> tail_m: u32;
+var<private> tail_bad: u32;
+var<private> tail_ns: u32;
+var<private> tail_nf: u32;
+var<workgroup> tail_red: array<atomic<u32>, ${FP8_STATS}>;
+fn quantize_tail(v: f32) -> f32 {
+  let a = bitcast<u32>(v) & 0x7fffffffu;
+  if (a >= 0x7f800000u) { tail_bad = 1u; } else { tail_m = max(tail_m, a); }
+  let q = v * ${sc}[0];
+  if (abs(q) > ${f32Lit(fi.maxFinite)}) { tail_ns += 1u; }
+  else if (v != 0.0 && abs(q) <= ${f32Lit(fi.minSubnormal / 2)}) { tail_nf += 1u; }
+  return q;
+}
+`);
+        w.atEnd(`atomicMax(&tail_red[0], tail_m);
+atomicMax(&tail_red[1], tail_bad);
+atomicAdd(&tail_red[2], tail_ns);
+atomicAdd(&tail_red[3], tail_nf);
+workgroupBarrier();
+if (lid.x == 0u) {
+  atomicMax(&${acc}[0], atomicLoad(&tail_red[0]));
+  let bad = atomicLoad(&tail_red[1]);
+  if (bad != 0u) { atomicMax(&${acc}[1], bad); }
+  let ns = atomicLoad(&tail_red[2]);
+  if (ns != 0u) { atomicAdd(&${acc}[2], ns); }
+  let nf = atomicLoad(&tail_red[3]);
+  if (nf != 0u) { atomicAdd(&${acc}[3], nf); }
+}`);
+      }
+      return `quantize_tail(${v})`;
+    },
+    clear: [stats],
+    after: [finishStats(ctx, stats, scale, n.outputs[1], count)],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

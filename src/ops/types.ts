@@ -74,6 +74,21 @@ export interface Epilogue {
   apply(w: KernelWriter, v: string, idx: string): string;
 }
 
+/** A row computed in the store of its input's producer (OpRow.storeTail). */
+export interface StoreTail {
+  out: { buffer: string; dtype: DType };
+  /**
+   * The stored value (f32) from the input's value `v`, already rounded to the input's dtype, at
+   * its flat index `idx`; binds what it reads in `w`, the producer's writer. Each element is
+   * stored once, so it may count what it stores.
+   */
+  apply(w: KernelWriter, v: string, idx: string): string;
+  /** Buffers the producer's kernel needs zeroed when the schedule starts (Kernel.clear). */
+  clear?: string[];
+  /** Kernels run right after the producer's (finishing what it accumulated). */
+  after: Kernel[];
+}
+
 export interface OpRow {
   /** ONNX op type, or an internal op of mpc (domain 'mpc', never in an ONNX file). */
   op: string;
@@ -129,6 +144,18 @@ export interface OpRow {
     input: number;
     accepts: (producer: Node, n: Node) => boolean;
     wgsl: (producer: Node, n: Node, ctx: EmitCtx) => Kernel[];
+  };
+  /**
+   * A consumer that the kernel producing its input `input` can compute in its store (the fp8
+   * quantizer, with the statistics it absorbed): where that value has no other reader, fusion
+   * makes the producer store `tail(...).apply` of each element into the tail's own output
+   * instead of storing the value (codegen/fuse.ts). `accepts`: whether it can, given the
+   * producer it absorbed (`absorbsProducer`), if any.
+   */
+  storeTail?: {
+    input: number;
+    accepts: (n: Node, absorbed: Node | undefined) => boolean;
+    tail: (n: Node, absorbed: Node | undefined, ctx: EmitCtx) => StoreTail;
   };
   /**
    * Rows that lower to the GEMM emitter: the options of the node's GEMM under `ctx` (its

@@ -1,17 +1,21 @@
 // Compiles a bundled model with given options, trains a few steps of its fixture batch on
 // WebGPU and reads back what tests compare between two compilations of the same model: the
-// losses, the trained parameters and the inference logits.
+// losses, the trained parameters, the fp8 statistics and scales (fp8 policy) and the
+// inference logits.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compileModel, writeCompiled } from '../../src/compile/compile.js';
 import type { CompileOptions } from '../../src/compile/options.js';
 import { gpuEngine, loadProgramDir } from '../../src/runtime/engine.js';
+import type { Fp8Tensor } from '../../src/passes/quantize-fp8.js';
 import { decodeArray, loadFixture } from './fixtures.js';
 
 export interface TrainedProgram {
   losses: number[];
   params: number[][];
+  /** Every fp8 tensor's statistics and scale after the last step, by value (fp8 policy). */
+  fp8: Record<string, { stats: number[]; scale: number[] }>;
   logits: number[];
   dispatches: number;
   allocations: number;
@@ -35,9 +39,13 @@ export async function trainProgram(model: string, opts: Omit<CompileOptions, 'ba
     losses.push(await e.loss());
   }
   const params = await e.read(Object.keys(c.program.params));
+  const fp8 = (c.train.meta.fp8 ?? []) as Fp8Tensor[];
+  const st = await e.read(fp8.flatMap((t) => [t.stats, t.scale]));
+  const data = (v: string) => Array.from(st.get(v)!.data);
   return {
     losses,
     params: [...params.values()].map((t) => Array.from(t.data)),
+    fp8: Object.fromEntries(fp8.map((t) => [`${t.value}|${t.format}`, { stats: data(t.stats), scale: data(t.scale) }])),
     logits: Array.from(await e.predict(x)),
     dispatches: c.program.kernels.length,
     allocations: c.program.allocations.length,
