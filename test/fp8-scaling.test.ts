@@ -11,6 +11,7 @@ import { addNode } from '../src/ir/build.js';
 import { emptyGraph, type Graph } from '../src/ir/graph.js';
 import type { Tensor } from '../src/ir/tensor.js';
 import { runOnce } from '../src/runtime/run-once.js';
+import { getGpu } from '../src/runtime/device.js';
 import { generate } from '../src/codegen/program.js';
 import { runGraph } from '../src/interp/interpreter.js';
 import { runOnGpu } from './helpers/gpu.js';
@@ -327,4 +328,83 @@ describe('the quantizer in the store of the kernel producing its input', () => {
           if (!/Softmax/.test(what)) expect(s[1], 'some values saturate').toBeGreaterThan(0);
         }
       });
+});
+
+describe('the quantizer in the loads of the GEMMs that read its copy', () => {
+  // A quantizer with given statistics (the backward pass's copy of a step input or a weight),
+  // whose fp8 copy and inverse scale only GEMMs read: each GEMM quantizes the elements it
+  // loads and computes the inverse scale; the copy is never stored.
+  const spread = (r: () => number) => (r() < 0.5 ? -1 : 1) * 10 ** (-6 + 9 * r());
+  const cases = [
+    { what: 'both operands, B stored [K, N]', M: 24, K: 40, N: 64, transA: 0, transB: 0, special: false },
+    { what: 'both operands, A stored [K, M], B stored [N, K], an inf and a NaN among the values', M: 32, K: 48, N: 40, transA: 1, transB: 1, special: true },
+  ];
+  for (const c of cases)
+    it(`${c.what}: the same product as the unfused program and the interpreter`, async () => {
+      const r = rng(seedOf(c.what));
+      const g = emptyGraph('qp');
+      const feeds: Record<string, Tensor> = {};
+      const input = (name: string, dtype: DType, shape: number[], values: number[]) => {
+        g.values.set(name, { name, dtype, shape, role: 'input' });
+        g.inputs.push(name);
+        feeds[name] = tensorOf(dtype, shape, values.map((v) => round(dtype, v)));
+        return name;
+      };
+      const aShape = c.transA ? [c.K, c.M] : [c.M, c.K];
+      const bShape = c.transB ? [c.N, c.K] : [c.K, c.N];
+      const av = Array.from({ length: c.M * c.K }, () => spread(r));
+      if (c.special) [av[5], av[77]] = [Infinity, NaN];
+      const a = input('a', 'f32', aShape, av);
+      const b = input('b', 'f32', bShape, Array.from({ length: c.K * c.N }, () => spread(r)));
+      // Scales that saturate the largest values and flush the smallest.
+      const sa = input('stats_a', 'f32', [4], [1, 0, 0, 0.5]);
+      const sb = input('stats_b', 'f32', [4], [1, 0, 0, 3]);
+      const [qa, ia] = addNode(g, 'mpc.QuantizeFp8', [a, sa], { name: 'quantize_a', attrs: { to: toOnnx('f8e4m3fn') } });
+      const [qb, ib] = addNode(g, 'mpc.QuantizeFp8', [b, sb], { name: 'quantize_b', attrs: { to: toOnnx('f8e5m2') } });
+      const [y] = addNode(g, 'Gemm', [qa, qb, '', ia, ib], { name: 'gemm', attrs: { transA: c.transA, transB: c.transB, to: toOnnx('bf16') } });
+      g.outputs.push(y);
+      const ref = runGraph(g, feeds).get(y)!;
+      if (c.special) expect(Array.from(ref.data).some(Number.isNaN), 'a NaN operand reaches the product').toBe(true);
+      // The blocked GEMM, and the adapter's subgroup GEMM (B read in runs of two or four).
+      const subgroupSize = (await getGpu({ f16: true })).subgroupSize;
+      expect(subgroupSize, 'lavapipe has a fixed subgroup size').toBeDefined();
+      for (const target of [{ f16: true }, { f16: true, subgroupSize }]) {
+        const code = generate({ main: g }, target, { keep: { main: g.outputs } });
+        expect(code.kernels.map((k) => k.fused ?? [k.node])).toEqual([['quantize_a', 'quantize_b', 'gemm']]);
+        for (const q of [qa, qb, ia, ib]) expect(code.buffers[code.bufferOf.main[q]].alloc, `${q} never reaches memory`).toBe(-1);
+        if (target.subgroupSize) expect([...code.files.values()].join('\n')).toMatch(/round_f8e5m2\(\(b[wq]\d/);
+        const got = (await runOnce(g, feeds, [y], 'webgpu', target)).get(y)!;
+        const unfused = (await runOnce(g, feeds, [y], 'webgpu', target, { fuse: false })).get(y)!;
+        expect(Array.from(got.data)).toEqual(Array.from(unfused.data));
+        expect(Array.from(got.data)).toEqual(Array.from(ref.data));
+      }
+    });
+
+  it('not where the GEMM would quantize each element many times, nor where the quantized tensor is made by a kernel that can store the fp8 copy', () => {
+    const g = emptyGraph('qp');
+    const value = (name: string, shape: number[]) => {
+      g.values.set(name, { name, dtype: 'f32', shape, role: 'input' });
+      g.inputs.push(name);
+      return name;
+    };
+    const stats = value('stats', [4]);
+    // B loaded once per 4 rows of A: 1024 rows, 256 loads of each element.
+    const [qa, ia] = addNode(g, 'mpc.QuantizeFp8', [value('a', [1024, 16]), stats], { name: 'quantize_a', attrs: { to: toOnnx('f8e4m3fn') } });
+    const [qb, ib] = addNode(g, 'mpc.QuantizeFp8', [value('b', [16, 8]), stats], { name: 'quantize_b', attrs: { to: toOnnx('f8e4m3fn') } });
+    // x made by a cast that nothing else reads: its kernel stores the fp8 copy instead.
+    const [cx] = addNode(g, 'Cast', [value('c', [8, 16])], { name: 'cast', attrs: { to: toOnnx('bf16') } });
+    const [qc, ic] = addNode(g, 'mpc.QuantizeFp8', [cx, stats], { name: 'quantize_c', attrs: { to: toOnnx('f8e4m3fn') } });
+    const [y] = addNode(g, 'Gemm', [qa, qb, '', ia, ib], { name: 'gemm', attrs: { to: toOnnx('bf16') } });
+    const [z] = addNode(g, 'Gemm', [qc, qb, '', ic, ib], { name: 'gemm2', attrs: { to: toOnnx('bf16') } });
+    g.outputs.push(y, z);
+    const code = generate({ main: g }, { f16: true }, { keep: { main: g.outputs } });
+    const fused = code.kernels.map((k) => k.fused ?? [k.node]);
+    // A is loaded twice per element (8 columns): quantized in the loads; B is read by both GEMMs,
+    // and one would quantize it 256 times: its own kernel.
+    expect(fused).toContainEqual(['quantize_a', 'gemm']);
+    expect(fused).toContainEqual(['quantize_b']);
+    expect(fused).toContainEqual(['cast', 'quantize_c']);
+    expect(fused).toContainEqual(['gemm2']);
+    expect(code.buffers[code.bufferOf.main[qb]].alloc).toBeGreaterThanOrEqual(0);
+  });
 });

@@ -66,7 +66,7 @@ describe('fusion', () => {
       const c = compileModel('models/gpt-block.onnx', { policy, batch: 2 });
       const g = c.train;
       const plan = planFusion(g, new Set([...g.outputs, (g.meta.loss as { value: string }).value]));
-      const dgrad = g.nodes.find((n) => n.outputs[0] === '/mlp/proj/MatMul.gemm.grad_1')!;
+      const dgrad = g.nodes.find((n) => n.outputs[0] === '/mlp/proj/MatMul.gemm.grad_2')!;
       const chain = [...plan.groups.values()].find((ch) => ch.includes(dgrad));
       expect(chain?.[0], policy).toBe(dgrad);
       expect(chain!.map((n) => n.op), policy).toContain('mpc.ErfGrad');

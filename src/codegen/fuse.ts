@@ -250,6 +250,44 @@ export function planFusion(g: Graph, pinned: Set<string>, target = g.meta.target
     }
     absorbed.add(p);
   }
+  // Quantizer prologues (OpRow.loadPrologue): an fp8 quantizer with given statistics whose
+  // fp8 copy and inverse scale are read only as fp8 operands (and their inverse scales) of
+  // GEMMs, each at a cost the GEMM's row accepts, is computed in those GEMMs' loads. Only
+  // where its input is in memory anyway (a step input or a parameter, through views, or a
+  // value with other readers): one that only the quantizer reads is better quantized in the
+  // store of its producer (a store tail, below), read back at a quarter of the bytes.
+  const inMemory = (x: string): boolean => {
+    if ((readersOf.get(x)?.length ?? 0) > 1 || pinned.has(x)) return true;
+    const p = producer.get(x);
+    return !p || (opRow(p.op).alias?.view === true && inMemory(p.inputs[0]));
+  };
+  for (const p of g.nodes) {
+    const spec = opRow(p.op).loadPrologue;
+    if (!spec || absorbed.has(p) || groups.has(p)) continue;
+    const [q, sinv] = p.outputs;
+    if (!q || !sinv || !p.inputs[0] || pinned.has(q) || pinned.has(sinv) || !inMemory(p.inputs[0])) continue;
+    const own = opRow(p.op).absorbsProducer;
+    const made = own && producer.get(p.inputs[own.input]);
+    if (made && index.get(made)! + 1 === index.get(p) && made.phase === p.phase && own.accepts(made, p)) continue;
+    const reads: [Node, number][] = [];
+    const fits = (readersOf.get(q) ?? []).every(([n, k]) => {
+      const row = opRow(n.op);
+      const at = row.fp8?.operands.indexOf(k) ?? -1;
+      if (at < 0 || !row.prologue?.includes(k) || n.inputs[row.fp8!.scaleInputs[at]] !== sinv) return false;
+      if (n.phase !== p.phase || inPlaceBefore[index.get(n)!] !== inPlaceBefore[index.get(p)!] || prologues.get(n)?.has(k)) return false;
+      if (target && row.prologueWorth && !row.prologueWorth(n, k, n.inputs.map((i) => (i ? type(i) : (undefined as unknown as ValueType))), type(n.outputs[0]), target)) return false;
+      reads.push([n, k]);
+      return true;
+    });
+    const scaleReads = (readersOf.get(sinv) ?? []).every(([n, k]) => reads.some(([r, j]) => r === n && opRow(n.op).fp8!.scaleInputs[opRow(n.op).fp8!.operands.indexOf(j)] === k));
+    if (!fits || !scaleReads || !reads.length) continue;
+    for (const [n, k] of reads) {
+      let m = prologues.get(n);
+      if (!m) prologues.set(n, (m = new Map()));
+      m.set(k, p);
+    }
+    absorbed.add(p);
+  }
   // Attention: a GEMM's chain (the scores: scale, mask, cast), a row-wise op along their last
   // axis (Softmax, and its chain: a cast) and a GEMM reading the row op's result as operand A,
   // each value read once (inference: training keeps or recomputes the probabilities for the
@@ -374,6 +412,11 @@ export function prologueCtx(g: Graph, folded: Map<number, Node> | undefined): Re
   for (const [k, p] of folded) {
     const x = p.inputs[0];
     const t = type(p.outputs[0]);
+    const spec = opRow(p.op).loadPrologue;
+    if (spec) {
+      out[k] = { buffer: x, dtype: type(x).dtype, apply: (w, v) => spec.apply(p, w, v), scale: (w) => spec.scale(p, w) };
+      continue;
+    }
     out[k] = {
       buffer: x,
       dtype: type(x).dtype,

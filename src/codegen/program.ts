@@ -344,7 +344,7 @@ interface Emitted {
 function extraValues(pro: Map<number, Node> | undefined, n?: Node, inner?: Node): string[] {
   const own = new Set(n ? [...n.inputs, ...n.outputs] : []);
   return [
-    ...(pro ? [...pro].sort((a, b) => a[0] - b[0]).map(([, p]) => p.inputs[0]) : []),
+    ...(pro ? [...pro].sort((a, b) => a[0] - b[0]).flatMap(([, p]) => p.inputs) : []),
     ...(inner ? inner.inputs.filter((v) => v && !own.has(v)) : []),
   ];
 }
@@ -358,7 +358,7 @@ function emitKey(n: Node, type: (v: string) => { dtype: DType; shape: number[] }
   const prologue = pro
     ? [...pro]
         .sort((a, b) => a[0] - b[0])
-        .map(([k, p]) => `${k}:${p.op}${JSON.stringify(p.attrs)}:${type(p.inputs[0]).dtype}`)
+        .map(([k, p]) => `${k}:${p.op}${JSON.stringify(p.attrs)}:${p.inputs.map((v) => type(v).dtype)}`)
         .join(';')
     : '';
   const absorbed = inner ? `|${inner.op}${JSON.stringify(inner.attrs)}:${inner.inputs.map((v) => n.inputs.indexOf(v)).join(',')}` : '';

@@ -107,6 +107,29 @@ fn round_f16(v: f32) -> f32 {
 `,
 };
 
+/**
+ * Branch-free rounding for the 8-bit formats, as f16's: the spacing q of the format's values at
+ * |v| (2^(e - mantBits) for v's exponent e, at least the subnormals' spacing) is built from v's
+ * exponent bits, |v| / q rounded to the nearest integer (ties to even) and scaled back, all
+ * exact; past the largest finite value it overflows as to_bits does (saturating: ±max). An fp8
+ * quantizer folded into a GEMM's loads applies it to every element it loads.
+ */
+function emitFastRound8(fi: FloatInfo): string {
+  const emin = Math.log2(fi.minNormal);
+  const qMin = ((emin + 127) << 23) >>> 0;
+  const over = fi.saturateByDefault ? Math.fround(fi.maxFinite) : fi.hasInf ? Infinity : NaN;
+  const overBits = new Uint32Array(new Float32Array([over]).buffer)[0];
+  return `// f32 rounded to the nearest ${fi.name} value, ties to even; overflow ${fi.saturateByDefault ? 'saturates to ±max' : fi.hasInf ? 'gives ±inf' : 'gives NaN'} (NaN stays NaN).
+fn round_${fi.name}(v: f32) -> f32 {
+  let b = bitcast<u32>(v);
+  let a = b & 0x7fffffffu;
+  let qb = max(a & 0x7f800000u, ${u32(qMin)}) - ${u32(fi.mantBits << 23)};
+  let r = round(bitcast<f32>(a) * bitcast<f32>(0x7f000000u - qb)) * bitcast<f32>(qb);
+  return bitcast<f32>(select(bitcast<u32>(r), ${u32(overBits)}, r > ${fi.maxFinite.toFixed(1)}) | (b & 0x80000000u));
+}
+`;
+}
+
 function emitRound(fi: FloatInfo): string {
   return `// f32 rounded to the nearest ${fi.name} value (what storing it as ${fi.name} and loading it back gives).
 fn round_${fi.name}(v: f32) -> f32 {
@@ -229,7 +252,7 @@ function buildRegistry(): Map<string, Helper> {
       reg.set(`to_bits_${d}_nosat`, { deps: [], text: emitToBits(fi, `to_bits_${d}_nosat`, false) });
     }
     reg.set(`from_bits_${d}`, { deps: [], text: emitFromBits(fi, `from_bits_${d}`) });
-    const fast = FAST_ROUND[d];
+    const fast = FAST_ROUND[d] ?? (fi.bits === 8 ? emitFastRound8(fi) : undefined);
     reg.set(`round_${d}`, fast ? { deps: [], text: fast } : { deps: [`to_bits_${d}`, `from_bits_${d}`], text: emitRound(fi) });
     reg.set(`unpack_${d}`, { deps: [`from_bits_${d}`], text: emitUnpack(fi) });
     reg.set(`pack_${d}`, { deps: [`to_bits_${d}`], text: emitPack(fi) });

@@ -156,6 +156,14 @@ if (t == 0u) {
       accepts: (p, n) => acceptsStats(p, n),
       wgsl: (p, n, ctx) => statsAndQuantize(p, n, ctx),
     },
+    // With given statistics (the backward pass's recomputed copy of an activation or a
+    // weight), computed in the loads of the GEMMs that read it: they read x, scale and round
+    // each element as the kernel would store it, and take the inverse scale from the
+    // statistics; the fp8 copy is never stored.
+    loadPrologue: {
+      apply: (n, w, v) => w.round(format(n), `(${v}) * ${w.load(w.bind(n.inputs[1], 'f32', 'read'), '3u')}`),
+      scale: (n, w) => `(1.0 / ${w.load(w.bind(n.inputs[1], 'f32', 'read'), '3u')})`,
+    },
     // Computed in the store of the kernel that produces x, where x has no other reader: that
     // kernel writes the fp8 copy instead of x, with the statistics it absorbed (delayed scaling).
     storeTail: {

@@ -3,7 +3,7 @@
 import { broadcastShapes, sizeOf, stridesOf, type Tensor } from '../ir/tensor.js';
 import { fromOnnx, type DType } from '../ir/dtypes.js';
 import type { Node } from '../ir/graph.js';
-import { emitGemm, operandReloads, type GemmOperand, type GemmOptions } from '../codegen/kernels/gemm.js';
+import { emitGemm, operandReloads, type GemmOperand, type GemmOptions, type GemmScale } from '../codegen/kernels/gemm.js';
 import { layoutOf } from '../codegen/storage.js';
 import type { Target } from '../codegen/kernel.js';
 import { sumTo } from './elementwise.js';
@@ -192,15 +192,18 @@ function gemmGradRule(ctx: GradCtx): (string | undefined)[] {
   const g = (x: string, y: string, ta: boolean, tb: boolean) =>
     ctx.emit('Gemm', [x, y], { transA: ta ? 1 : 0, transB: tb ? 1 : 0, alpha })[0];
   // Y = alpha op(A) op(B): dop(A) = alpha dY op(B)^T, dop(B) = alpha op(A)^T dY.
-  // B's gradient first: in a linear layer it is the last reader of the activations A, which
-  // then die before A's gradient is allocated (B, the weight, outlives the step anyway).
-  const db = tB ? (tA ? g(dy, a, true, true) : g(dy, a, true, false)) : tA ? g(a, dy, false, false) : g(a, dy, true, false);
-  const da = tA ? (tB ? g(b, dy, true, true) : g(b, dy, false, true)) : tB ? g(dy, b, false, false) : g(dy, b, false, true);
+  // C's gradient (a bias's: dY summed, a small result) first, so that the products are dY's
+  // last readers: under fp8, dY's wide copy then dies at its quantizer, before the products'
+  // results are allocated.
   let dc: string | undefined;
   if (c) {
     dc = sumTo(ctx, dy, ctx.type(c).shape);
     if (beta !== 1) dc = ctx.emit('Mul', [dc, ctx.constant({ dtype: ctx.type(c).dtype, shape: [], data: new Float32Array([beta]) })])[0];
   }
+  // B's gradient next: in a linear layer it is the last reader of the activations A, which
+  // then die before A's gradient is allocated (B, the weight, outlives the step anyway).
+  const db = tB ? (tA ? g(dy, a, true, true) : g(dy, a, true, false)) : tA ? g(a, dy, false, false) : g(a, dy, true, false);
+  const da = tA ? (tB ? g(b, dy, true, true) : g(b, dy, false, true)) : tB ? g(dy, b, false, false) : g(dy, b, false, true);
   return [da, db, dc];
 }
 
@@ -236,7 +239,7 @@ function gemmNodeOptions(n: Node, ctx: EmitCtx): GemmOptions {
     a: operand(n, ctx, 0),
     b: operand(n, ctx, 1),
     c: c && cStr ? { ...operand(n, ctx, 2), rowStride: cStr[0], colStride: cStr[1] } : undefined,
-    scales: fp8Scales(n),
+    scales: fp8Scales(n, ctx),
     ...output(n, ctx),
     target: ctx.target,
   };
@@ -265,9 +268,13 @@ function gemmOutDtype(n: Node, ins: ValueType[]): DType {
   return fromOnnx(attrInt(n, 'to'));
 }
 
-/** The inverse scales of fp8 operands, multiplied into the f32 sum by the kernel. */
-function fp8Scales(n: Node): { buffer: string; dtype: DType }[] | undefined {
-  return isFp8(n) ? [{ buffer: n.inputs[3], dtype: 'f32' }, { buffer: n.inputs[4], dtype: 'f32' }] : undefined;
+/** The inverse scales of fp8 operands, multiplied into the f32 sum by the kernel (computed by the quantizer in an operand's loads, where there is one). */
+function fp8Scales(n: Node, ctx: EmitCtx): GemmScale[] | undefined {
+  if (!isFp8(n)) return undefined;
+  return [0, 1].map((k) => {
+    const scale = ctx.prologue?.[k]?.scale;
+    return scale ? { expr: scale } : { buffer: n.inputs[3 + k], dtype: 'f32' };
+  });
 }
 
 /** Factor applied to the f32 sum: alpha, times the operands' inverse scales under fp8. */
@@ -481,5 +488,5 @@ function matmulOptions(n: Node, ctx: EmitCtx): GemmOptions {
       out: o.out,
     };
   }
-  return { name: ctx.writer().name, M: s.M, N: s.N, K: s.K, scales: fp8Scales(n), ...o, ...layout, target: ctx.target };
+  return { name: ctx.writer().name, M: s.M, N: s.N, K: s.K, scales: fp8Scales(n, ctx), ...o, ...layout, target: ctx.target };
 }

@@ -58,7 +58,8 @@ export interface EmitCtx {
    * Set by fusion for rows with `prologue`: operand input k is read from `buffer` (the input of
    * the unary elementwise node that produced it, fused away) and each element loaded is mapped
    * by `apply` (that node's expression, rounded to its output dtype as the unfused program
-   * stored it): a cast into a GEMM's operand loads.
+   * stored it): a cast into a GEMM's operand loads; or an fp8 quantizer (`loadPrologue`),
+   * whose `scale` then gives the operand's inverse scale.
    */
   prologue?: Record<number, Prologue>;
 }
@@ -67,6 +68,8 @@ export interface Prologue {
   buffer: string;
   dtype: DType;
   apply(w: KernelWriter, v: string): string;
+  /** An fp8 operand's inverse scale (an f32 expression; binds what it reads in `w`), computed instead of read from the row's scale input. */
+  scale?(w: KernelWriter): string;
 }
 
 export interface Epilogue {
@@ -134,6 +137,17 @@ export interface OpRow {
    * operand many times would round it as often, where a cast kernel rounds it once.
    */
   prologueWorth?: (n: Node, k: number, ins: ValueType[], out: ValueType, target: Target) => boolean;
+  /**
+   * A row that fusion may fold into the loads of its readers although it is not elementwise:
+   * the fp8 quantizer with given statistics (output 0: `apply` of each element of input 0;
+   * output 1: the inverse scale, `scale`), where every reader of output 0 is an fp8 operand of
+   * a row with `prologue` and `fp8` that reads output 1 as that operand's inverse scale. Not
+   * where the row would absorb its producer (`absorbsProducer`).
+   */
+  loadPrologue?: {
+    apply: (n: Node, w: KernelWriter, v: string) => string;
+    scale: (n: Node, w: KernelWriter) => string;
+  };
   /**
    * The producer of input `input` that this row's kernels compute as well, where `accepts`
    * allows it: fusion then emits `wgsl(producer, n, ctx)` in this node's place and the

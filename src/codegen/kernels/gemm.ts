@@ -70,6 +70,13 @@ export interface GemmAddend extends GemmOperand {
   batchStride?: number | readonly number[];
 }
 
+export type GemmScale = { buffer: string; dtype: DType } | { expr: (w: KernelWriter) => string };
+
+/** The f32 expressions of the run-time factors, their buffers bound in `w`. */
+function scaleValues(o: GemmOptions, w: KernelWriter): string[] {
+  return (o.scales ?? []).map((sc) => ('expr' in sc ? sc.expr(w) : w.load(w.bind(sc.buffer, sc.dtype, 'read'), '0u')));
+}
+
 export type GemmVariant = 'subgroup' | 'blocked' | 'naive';
 
 export interface GemmOptions {
@@ -90,9 +97,11 @@ export interface GemmOptions {
   c?: GemmAddend;
   /**
    * Run-time factors of the product (fp8 inverse scales): one-element buffers whose values
-   * multiply alpha, in order, in f32: out = ((alpha · s0) · s1) · Σ + beta · C.
+   * multiply alpha, in order, in f32: out = ((alpha · s0) · s1) · Σ + beta · C. A factor may
+   * instead be computed (`expr`, an f32 expression binding what it reads): the inverse scale
+   * of an operand quantized in the loads (a prologue).
    */
-  scales?: { buffer: string; dtype: DType }[];
+  scales?: GemmScale[];
   /** The output, contiguous [batch..., M, N] unless it has strides. */
   out: GemmOutput;
   /**
@@ -134,7 +143,7 @@ export function emitGemm(o: GemmOptions): Kernel {
     }),
     B: w.bind(o.b.buffer, o.b.dtype, 'read', { words: variantOf(o, outPerWord) === 'subgroup' && vectorBFits(o, o.target.subgroupSize!, subgroupTN(outPerWord)) }),
     C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
-    scales: (o.scales ?? []).map((sc) => w.bind(sc.buffer, sc.dtype, 'read')),
+    scales: scaleValues(o, w),
     out: w.bind(o.out.buffer, o.out.dtype, 'read_write'),
     batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
   };
@@ -172,7 +181,7 @@ export function gemmParts(o: GemmOptions, w: KernelWriter, bind: { a: boolean; o
     A: bind.a ? w.bind(o.a.buffer, o.a.dtype, 'read') : '',
     B: w.bind(o.b.buffer, o.b.dtype, 'read'),
     C: o.c && (o.beta ?? 1) !== 0 ? w.bind(o.c.buffer, o.c.dtype, 'read') : undefined,
-    scales: (o.scales ?? []).map((sc) => w.bind(sc.buffer, sc.dtype, 'read')),
+    scales: scaleValues(o, w),
     out: bind.out ? w.bind(o.out.buffer, o.out.dtype, 'read_write') : '',
     batchDims: typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])],
   };
@@ -219,7 +228,7 @@ function validate(o: GemmOptions): void {
   for (const [k, v] of Object.entries({ M: o.M, N: o.N, K: o.K }))
     if (!Number.isInteger(v) || v < 1) throw new Error(`${where}: ${k} must be a positive integer, got ${v}`);
   const operands: [string, { dtype: DType } | undefined][] = [['a', o.a], ['b', o.b], ['c', o.c], ['out', o.out]];
-  (o.scales ?? []).forEach((sc, i) => operands.push([`scales[${i}]`, sc]));
+  (o.scales ?? []).forEach((sc, i) => 'dtype' in sc && operands.push([`scales[${i}]`, sc]));
   for (const [k, op] of operands)
     if (op && !isFloat(op.dtype)) throw new Error(`${where}: operand ${k} has non-float dtype ${op.dtype}`);
   const dims = typeof o.batch === 'number' ? [o.batch] : [...(o.batch ?? [1])];
@@ -243,6 +252,7 @@ interface Gen {
   A: string;
   B: string;
   C: string | undefined;
+  /** The run-time factors' f32 expressions. */
   scales: string[];
   out: string;
   batchDims: number[];
@@ -292,7 +302,7 @@ function offsetLets(g: Gen, bz: string): string[] {
     `let offOut = ${o.out.batchStride === undefined ? scaled(bz, sizeOf(g.batchDims) === 1 ? 0 : o.M * o.N) : batchOffset(g, o.out.batchStride, o.M * o.N, bz)};`,
   ];
   if (g.C) lines.push(`let offC = ${batchOffset(g, o.c!.batchStride ?? 0, 0, bz)};`);
-  if (g.scales.length) lines.push(`let sumScale = ${[f32Lit(o.alpha ?? 1), ...g.scales.map((s) => g.w.load(s, '0u'))].join(' * ')};`);
+  if (g.scales.length) lines.push(`let sumScale = ${[f32Lit(o.alpha ?? 1), ...g.scales].join(' * ')};`);
   return lines;
 }
 
@@ -313,6 +323,10 @@ function loadB(g: Gen, k: string, col: string): string {
   const { N, K } = g.o;
   const st = g.o.b.strides;
   const v = g.w.load(g.B, st ? sum(['offB', scaled(k, st[0]), scaled(col, st[1])]) : g.o.transB ? `offB + ${scaled(col, K)} + ${k}` : `offB + ${scaled(k, N)} + ${col}`);
+  return mapB(g, v);
+}
+
+function mapB(g: Gen, v: string): string {
   return g.o.b.map ? g.o.b.map(g.w, v) : v;
 }
 
@@ -493,7 +507,7 @@ function subgroupKernel(g: Gen, perWord: number): Kernel {
 
 /**
  * B operands packed several per word (fp8, bf16) decoded a run at a time instead of element
- * by element (loadVec): with transB, the S steps of one column's k-block are runs of 4; without,
+ * by element (loadVec), each value then mapped by B's prologue: with transB, the S steps of one column's k-block are runs of 4; without,
  * the TN adjacent columns of one k step share a word (or two). Only where every run is aligned
  * to its words; otherwise undefined (element loads).
  */
@@ -505,12 +519,12 @@ function vectorB(g: Gen, S: number, TN: number): { lets: string[]; value: (s: nu
     const lets: string[] = [];
     for (let j = 0; j < TN; j++)
       for (let q = 0; q < S / 4; q++) lets.push(`let bq${j}_${q} = ${g.w.loadVec(g.B, `offB + ${scaled(`col${j}`, K)} + k0 + ${u(4 * q)}`, 4)};`);
-    return { lets, value: (s, j) => `bq${j}_${s >> 2}[${s & 3}]` };
+    return { lets, value: (s, j) => mapB(g, `bq${j}_${s >> 2}[${s & 3}]`) };
   }
   // The run starts at n0, or inside the last whole run for a tile past N (never stored).
   const lets = [`let bn0 = min(n0, ${u(N - TN)});`];
   for (let s = 0; s < S; s++) lets.push(`let bw${s} = ${g.w.loadVec(g.B, `offB + ${scaled(ks.index(`k0 + ${u(s)}`), N)} + bn0`, TN as 2 | 4)};`);
-  return { lets, value: (s, j) => ks.guard(`bw${s}[${j}]`, `k0 + ${u(s)}`) };
+  return { lets, value: (s, j) => ks.guard(mapB(g, `bw${s}[${j}]`), `k0 + ${u(s)}`) };
 }
 
 /**
@@ -571,7 +585,7 @@ function vectorAFits(o: GemmOptions, TM: number): boolean {
 /** Whether B's runs (see vectorB) start on word boundaries of a packed layout. */
 function vectorBFits(o: GemmOptions, S: number, TN: number): boolean {
   const { K, N } = o;
-  if (o.b.map || o.b.strides) return false;
+  if (o.b.strides) return false;
   const aligned = (n: number) => batchAligned(o, o.b.batchStride, K * N, n);
   if (o.transB) return K % S === 0 && S % 4 === 0 && K % 4 === 0 && aligned(4);
   return (TN === 2 || TN === 4) && N % TN === 0 && aligned(TN);
