@@ -24,6 +24,15 @@ test/fixtures/gpt12-saved-bytes.json
     forward (model + mean softmax cross-entropy) in float32, measured with
     torch.autograd.graph.saved_tensors_hooks, for GPT12 at batch 8 and the
     bundled MLP and CNN (models/export_mlp.py, export_cnn.py) at batch 128.
+    stepPeakBytes is PyTorch's peak for the same forward and a backward, as a
+    like-for-like figure for a step's whole transient memory (mpc's planned
+    pool holds its parameter gradients too): the most bytes malloc holds at
+    once (glibc mallinfo2, in use plus mmapped) after any aten op of one
+    forward + loss + backward, less what it held before the step (the
+    parameters, Adam's state, the batch); the .grad buffers are freed before
+    it (zero_grad(set_to_none=True)), so they count, as do the temporaries
+    that outlive an op. stepPeakWithAdamBytes adds torch.optim.Adam's step
+    (foreach=False: its per-parameter temporaries). Two warm-up steps first.
     savedBytes counts every distinct storage once (keyed by its data
     pointer; a view saved alongside its base counts once, with the size of
     the whole storage); savedBytesNoDedupe sums numel * element size over
@@ -47,6 +56,7 @@ Constant node in every block. Weights normal(0, 0.02), biases 0, LayerNorm
 1/0, after torch.manual_seed(seed).
 """
 
+import ctypes
 import json
 import os
 import sys
@@ -56,6 +66,7 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.dont_write_bytecode = True  # no models/__pycache__ from the sibling imports below
 from export_cnn import build_cnn
@@ -242,6 +253,51 @@ def saved_bytes(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> dict
             "activationBytes": saved - param, "savedTensors": total["count"], "distinctStorages": len(storages)}
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> int:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _Mallinfo2
+    m = libc.mallinfo2()
+    return m.uordblks + m.hblkhd
+
+
+class _PeakAfterEachOp(TorchDispatchMode):
+    """The most bytes malloc holds after any aten op run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, _malloc_in_use())
+        return out
+
+
+def step_peak(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, classes: int) -> dict:
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=False)
+
+    def loss_of() -> torch.Tensor:
+        return F.cross_entropy(model(x).reshape(-1, classes), labels.reshape(-1))
+
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        loss_of().backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    base = _malloc_in_use()
+    with _PeakAfterEachOp() as fb:
+        loss_of().backward()
+    with _PeakAfterEachOp() as adam:
+        opt.step()
+    return {"stepPeakBytes": fb.peak - base, "stepPeakWithAdamBytes": max(fb.peak, adam.peak) - base}
+
+
 def measure_saved() -> dict:
     torch.manual_seed(1)
     c = GPT12
@@ -257,13 +313,14 @@ def measure_saved() -> dict:
         "batch": GPT12_BATCH,
         "parameters": sum(p.numel() for p in gpt.parameters()),
         **saved_bytes(gpt, tokens, targets),
+        **step_peak(gpt, tokens, targets, c["vocab"]),
     }
     images = torch.rand(SMALL_BATCH, 1, 28, 28)
     classes = torch.randint(0, 10, (SMALL_BATCH,))
     for name, build in (("mlp", build_mlp), ("cnn", build_cnn)):
         model = build()
         out[name] = {"batch": SMALL_BATCH, "parameters": sum(p.numel() for p in model.parameters()),
-                     **saved_bytes(model, images, classes)}
+                     **saved_bytes(model, images, classes), **step_peak(model, images, classes, 10)}
     return out
 
 

@@ -312,6 +312,24 @@ for (const [what, flag, gen] of [
   ['65504 (f16 max, finite)', 0, special(65504, 5)],
 ] as [string, number, Gen][])
   CASES.push({ op: 'mpc.CheckFinite', what: `[${P}] ${what}`, ins: [flagIn(flag), { shape: [P], dtype: T, gen }] });
+// Several gradients in one kernel, laid end to end: the non-finite value in the last element
+// of the last one, in the first element of a middle one, or nowhere.
+for (const [what, at] of [
+  ['seven gradients, NaN at the end of the last', 6],
+  ['seven gradients, -inf at the start of the fourth', 3],
+  ['seven gradients, all finite', -1],
+] as [string, number][])
+  CASES.push({
+    op: 'mpc.CheckFinite',
+    what,
+    ins: [
+      flagIn(0),
+      ...Array.from({ length: 7 }, (_, k): In => {
+        const n = [P, 5, 300, 1, 64, 2, 999][k];
+        return { shape: [n], dtype: T, gen: k !== at ? signed : special(k === 6 ? NaN : -Infinity, k === 6 ? n - 1 : 0) };
+      }),
+    ],
+  });
 const lossScaleState = (scale: number, growth: number, found: number, skipped: number): In[] => [
   { shape: [], dtype: 'f32', gen: [scale] },
   { shape: [], dtype: 'i32', gen: [growth] },

@@ -52,6 +52,9 @@ const skipped = (flag: Tensor | undefined) => flag !== undefined && flag.data[0]
 const countSkippedWgsl = (flag: string, skippedSteps: string) => `if (found) { ${skippedSteps}[0] = ${skippedSteps}[0] + 1; }\n${flag}[0] = 0;`;
 
 /** WGSL test for inf/NaN on the bits (WGSL lets implementations assume floats are finite). */
+/** Gradients one CheckFinite reads (with its flag: WebGPU's default 8 storage buffers per shader stage). */
+export const CHECK_FINITE_GROUP = 7;
+
 const WGSL_NONFINITE = 'fn non_finite(v: f32) -> bool { return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u; }\n';
 
 /** Optional inputs shared by the optimizers: loss scale (to unscale) and found-inf flag (to skip). */
@@ -191,28 +194,36 @@ export const trainingOps: OpRow[] = [
       }),
   },
   {
-    // flag' = flag | any(!isfinite(g)). Chained over every gradient before any update.
+    // flag' = flag | any(!isfinite(g1), ..., !isfinite(gk)), up to CHECK_FINITE_GROUP
+    // gradients per node (one kernel over all their elements); chained over every gradient
+    // before any update.
     op: 'mpc.CheckFinite',
     domain: 'mpc',
     precision: 'none',
-    arity: [2, 2],
+    arity: [2, 1 + CHECK_FINITE_GROUP],
     outputs: 1,
     alias: { pairs: [[0, 0]] },
     infer: (_n, [flag]) => [same(flag)],
-    interp: (_n, [flag, g]) => {
-      const bad = flag.data[0] !== 0 || g.data.some(isNonFinite);
+    interp: (_n, [flag, ...gs]) => {
+      const bad = flag.data[0] !== 0 || gs.some((g) => g.data.some(isNonFinite));
       return [{ ...flag, data: new Int32Array([bad ? 1 : 0]) }];
     },
     wgsl: (n, ctx) => {
       const w = ctx.writer();
       const flag = w.bind(n.inputs[0], 'i32', 'read_write');
-      const gt = ctx.type(n.inputs[1]);
-      const g = w.bind(n.inputs[1], gt.dtype, 'read');
-      const count = sizeOf(gt.shape);
       w.define(WGSL_NONFINITE);
+      // One invocation per element of the gradients laid end to end.
+      let start = 0;
+      const tests = n.inputs.slice(1).map((v) => {
+        const t = ctx.type(v);
+        const g = w.bind(v, t.dtype, 'read');
+        const from = start;
+        start += sizeOf(t.shape);
+        return `if (flat < ${start}u) { bad = non_finite(${w.load(g, from ? `flat - ${from}u` : 'flat')}); }`;
+      });
       // Every writer stores the same value, so the race between invocations is benign.
-      const body = `if (flat >= ${count}u) { return; }\nif (non_finite(${w.load(g, 'flat')})) { ${flag}[0] = 1; }`;
-      return [w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(count / MAP_WORKGROUP)) })];
+      const body = `if (flat >= ${start}u) { return; }\nvar bad = false;\n${tests.join(' else ')}\nif (bad) { ${flag}[0] = 1; }`;
+      return [w.finish({ body, workgroupSize: [MAP_WORKGROUP, 1, 1], dispatch: dispatch1d(Math.ceil(start / MAP_WORKGROUP)) })];
     },
   },
   {

@@ -11,6 +11,7 @@
 import { addNode, addState } from '../ir/build.js';
 import { scalar } from '../ir/tensor.js';
 import { opRow } from '../ops/table.js';
+import { CHECK_FINITE_GROUP } from '../ops/training.js';
 import type { GradMeta } from './autodiff.js';
 import type { Pass } from './pass.js';
 
@@ -39,8 +40,10 @@ export const lossScaling: Pass = {
     const first = g.nodes.findIndex((n) => opRow(n.op).scalerInputs);
     let at = first < 0 ? g.nodes.length : first;
     let flag = FOUND_INF;
-    for (const d of Object.values(grads.params)) {
-      flag = addNode(g, 'mpc.CheckFinite', [flag, d], { name: `check_finite`, at: at++ })[0];
+    // Several gradients per kernel (one dispatch per CHECK_FINITE_GROUP), in parameter order.
+    const ds = Object.values(grads.params);
+    for (let i = 0; i < ds.length; i += CHECK_FINITE_GROUP) {
+      flag = addNode(g, 'mpc.CheckFinite', [flag, ...ds.slice(i, i + CHECK_FINITE_GROUP)], { name: `check_finite`, at: at++ })[0];
     }
     for (const n of g.nodes) {
       const s = opRow(n.op).scalerInputs;
