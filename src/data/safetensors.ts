@@ -119,8 +119,12 @@ export function writeParts(path: string, parts: Uint8Array[]): void {
   }
 }
 
-/** Parses safetensors bytes; `name` prefixes error messages. Tensor data are copies. */
-export function decodeSafetensors(bytes: Uint8Array, name = '<safetensors>'): SafetensorsFile {
+/**
+ * Parses safetensors bytes; `name` prefixes error messages. Tensor data are copies, each in a
+ * buffer of its own; with `view`, views of `bytes` instead (no copy: the caller keeps `bytes`
+ * unchanged while it uses them).
+ */
+export function decodeSafetensors(bytes: Uint8Array, name = '<safetensors>', opts: { view?: boolean } = {}): SafetensorsFile {
   if (bytes.length < 8) throw new Error(`${name}: truncated safetensors file (${bytes.length} bytes, no header length)`);
   const n = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER)) throw new Error(`${name}: safetensors header length ${n} is too large`);
@@ -168,7 +172,8 @@ export function decodeSafetensors(bytes: Uint8Array, name = '<safetensors>'): Sa
     const need = shape.reduce((a, b) => a * b, 1) * SAFETENSORS_ITEM_SIZE[dtype];
     if (end - begin !== need) throw new Error(`${where}: ${dtype} [${shape.join(', ')}] needs ${need} bytes, data_offsets span ${end - begin}`);
     // A copy, so data.buffer can be viewed as a typed array of the tensor's type (Buffer.slice would share memory).
-    tensors[key] = { dtype, shape, data: new Uint8Array(bytes.subarray(dataStart + begin, dataStart + end)) };
+    const span = bytes.subarray(dataStart + begin, dataStart + end);
+    tensors[key] = { dtype, shape, data: opts.view ? span : new Uint8Array(span) };
     spans.push([begin, end, key]);
   }
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);

@@ -24,13 +24,15 @@ export function writeTensorsFile(path: string, tensors: Map<string, Tensor>, met
 
 /** Reads tensors; `dtypes` gives each tensor's logical dtype (default f32 / i32 by storage). */
 export function decodeTensors(bytes: Uint8Array, label: string, dtypes?: Map<string, Tensor['dtype']>): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  const f = decodeSafetensors(bytes, label);
+  const f = decodeSafetensors(bytes, label, { view: true });
   const tensors = new Map<string, Tensor>();
   for (const [name, t] of Object.entries(f.tensors)) {
-    const buf = new Uint8Array(t.data.byteLength);
-    buf.set(t.data);
     if (t.dtype !== 'F32' && t.dtype !== 'I32') throw new Error(`${label}: tensor '${name}' is ${t.dtype}; expected F32 or I32`);
-    const data = t.dtype === 'F32' ? new Float32Array(buf.buffer) : new Int32Array(buf.buffer);
+    // A tensor of `bytes` viewed in place where it lies on a 4-byte boundary (the file's own
+    // buffer: a tensor keeps it alive), else copied into a buffer of its own.
+    const n = t.data.byteLength / 4;
+    const at = t.data.byteOffset % 4 === 0 ? t.data : new Uint8Array(t.data);
+    const data = t.dtype === 'F32' ? new Float32Array(at.buffer, at.byteOffset, n) : new Int32Array(at.buffer, at.byteOffset, n);
     tensors.set(name, { dtype: dtypes?.get(name) ?? (t.dtype === 'F32' ? 'f32' : 'i32'), shape: [...t.shape], data });
   }
   return { tensors, metadata: f.metadata };

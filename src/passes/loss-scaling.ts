@@ -40,11 +40,17 @@ export const lossScaling: Pass = {
     const first = g.nodes.findIndex((n) => opRow(n.op).scalerInputs);
     let at = first < 0 ? g.nodes.length : first;
     let flag = FOUND_INF;
-    // Several gradients per kernel (one dispatch per CHECK_FINITE_GROUP), in parameter order.
-    const ds = Object.values(grads.params);
-    for (let i = 0; i < ds.length; i += CHECK_FINITE_GROUP) {
-      flag = addNode(g, 'mpc.CheckFinite', [flag, ...ds.slice(i, i + CHECK_FINITE_GROUP)], { name: `check_finite`, at: at++ })[0];
+    // Several gradients of one type and shape per kernel (up to CHECK_FINITE_GROUP): the
+    // layers of a deep model then share a few kernels (a full group and the rest, per shape).
+    const byType = new Map<string, string[]>();
+    for (const d of Object.values(grads.params)) {
+      const v = g.values.get(d)!;
+      const key = `${v.dtype}[${v.shape}]`;
+      byType.set(key, [...(byType.get(key) ?? []), d]);
     }
+    for (const ds of byType.values())
+      for (let i = 0; i < ds.length; i += CHECK_FINITE_GROUP)
+        flag = addNode(g, 'mpc.CheckFinite', [flag, ...ds.slice(i, i + CHECK_FINITE_GROUP)], { name: `check_finite`, at: at++ })[0];
     for (const n of g.nodes) {
       const s = opRow(n.op).scalerInputs;
       if (!s) continue;
