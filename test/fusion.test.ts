@@ -9,6 +9,7 @@ import type { Target } from '../src/codegen/kernel.js';
 import { opRow } from '../src/ops/table.js';
 import type { Graph, Node } from '../src/ir/graph.js';
 import { trainProgram } from './helpers/train-program.js';
+import { getGpu } from '../src/runtime/device.js';
 
 /** The nodes that read a value, seen through views. */
 function readersOf(g: Graph, v: string): Node[] {
@@ -40,6 +41,28 @@ describe('fusion', () => {
         expect(Object.keys(fused.fp8).length > 0).toBe(policy === 'fp8');
         expect(fused.logits).toEqual(plain.logits);
       });
+
+  // The same on the adapter's subgroup GEMM (what `mpc compile` picks on lavapipe): its
+  // operands read in runs through their prologues (casts of weights, fp8 quantizers).
+  for (const { model, policy } of [
+    { model: 'mlp', policy: 'fp16' },
+    { model: 'mlp', policy: 'fp8' },
+    { model: 'gpt-block', policy: 'bf16' },
+    { model: 'gpt-block', policy: 'fp8' },
+  ])
+    it(`${model} ${policy}, subgroup GEMMs: fused and unfused programs train bit-identically`, async () => {
+      const subgroupSize = (await getGpu({ f16: true })).subgroupSize;
+      expect(subgroupSize, 'lavapipe has a fixed subgroup size').toBeDefined();
+      const target = { f16: true, subgroupSize };
+      const fused = await trainProgram(model, { policy, fuse: true, target }, 2, 4);
+      const plain = await trainProgram(model, { policy, fuse: false, target }, 2, 4);
+      expect(fused.dispatches).toBeLessThan(plain.dispatches);
+      expect(fused.losses).toEqual(plain.losses);
+      expect(fused.losses.every(Number.isFinite)).toBe(true);
+      expect(fused.params).toEqual(plain.params);
+      expect(fused.fp8).toEqual(plain.fp8);
+      expect(fused.logits).toEqual(plain.logits);
+    });
 
   it('GEMM epilogues: the GPT block stores each projection once — fp32 with the residual add applied; fp16 in f16, saved for the backward pass, which recomputes the f32 sum', () => {
     const headedOps = (policy: string) => {
