@@ -258,10 +258,15 @@ class _Mallinfo2(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+_LIBC = None
+
+
 def _malloc_in_use() -> int:
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _Mallinfo2
-    m = libc.mallinfo2()
+    global _LIBC
+    if _LIBC is None:  # loaded once: this runs after every aten op
+        _LIBC = ctypes.CDLL("libc.so.6")
+        _LIBC.mallinfo2.restype = _Mallinfo2
+    m = _LIBC.mallinfo2()
     return m.uordblks + m.hblkhd
 
 
